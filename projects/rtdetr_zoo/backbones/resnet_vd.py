@@ -1,0 +1,141 @@
+"""ResNet-vd backbone as used by RT-DETR (the official ``PResNet``).
+
+He et al., "Bag of Tricks for Image Classification with Convolutional Neural
+Networks" (CVPR 2019): variant "d" replaces the 7x7 stem by three 3x3 convs
+and down-samples the shortcut with a 2x2 average pool before its 1x1 conv.
+As in RT-DETR's ``PResNet``, the first block of every stage has a projection
+shortcut (a 1x1 conv + BN even when the widths match, as in R18/R34's first
+stage), which keeps official checkpoints loadable 1:1.
+"""
+import torch.nn as nn
+from mmengine.model import BaseModule
+
+from mmdet.registry import MODELS
+
+from ..layers import conv_bn
+from ._contract import BackboneContractMixin
+
+RELU = dict(type='ReLU')
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN (ResNet-18/34). (B, C_in, H, W) -> (B, C, H/s, W/s)."""
+
+    expansion = 1
+
+    def __init__(self, in_channels, channels, stride, shortcut):
+        super().__init__()
+        self.conv1 = conv_bn(in_channels, channels, 3, stride, act_cfg=RELU)
+        self.conv2 = conv_bn(channels, channels, 3)
+        self.shortcut = shortcut
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (strided) -> 1x1 conv-BN (ResNet-50+), expansion 4."""
+
+    expansion = 4
+
+    def __init__(self, in_channels, channels, stride, shortcut):
+        super().__init__()
+        self.conv1 = conv_bn(in_channels, channels, 1, act_cfg=RELU)
+        self.conv2 = conv_bn(channels, channels, 3, stride, act_cfg=RELU)
+        self.conv3 = conv_bn(channels, channels * self.expansion, 1)
+        self.shortcut = shortcut
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(
+            self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
+
+
+def projection_shortcut(in_channels, out_channels, stride):
+    """vd shortcut: 2x2 avg-pool (when strided) then 1x1 conv + BN."""
+    conv = conv_bn(in_channels, out_channels, 1)
+    if stride == 1:
+        return nn.Sequential(conv)
+    return nn.Sequential(
+        nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False), conv)
+
+
+@MODELS.register_module()
+class ResNetVd(BackboneContractMixin, BaseModule):
+    """ResNet-vd 18/34/50/101 (RT-DETR's ``PResNet`` variant d).
+
+    Args:
+        depth (int): 18, 34, 50 or 101.
+        out_indices (Sequence[int]): Stages to output (0..3 at strides
+            4/8/16/32). RT-DETR uses ``(1, 2, 3)``.
+        frozen_stages (int): Freeze the stem and the first ``frozen_stages``
+            stages (-1: nothing, 0: the stem only).
+        norm_eval (bool): Keep every BN layer in eval mode while training.
+
+    Shapes: (B, 3, H, W) -> tuple of (B, out_channels[i], ceil(H / s_i),
+    ceil(W / s_i)) with s = (4, 8, 16, 32)[out_indices].
+    """
+
+    arch_settings = {
+        18: (BasicBlock, (2, 2, 2, 2)),
+        34: (BasicBlock, (3, 4, 6, 3)),
+        50: (Bottleneck, (3, 4, 6, 3)),
+        101: (Bottleneck, (3, 4, 23, 3)),
+    }
+    stage_widths = (64, 128, 256, 512)
+
+    def __init__(self, depth=50, out_indices=(1, 2, 3), frozen_stages=-1,
+                 norm_eval=False, init_cfg=None):
+        super().__init__(init_cfg)
+        if depth not in self.arch_settings:
+            raise ValueError(
+                f'ResNetVd depth must be one of {sorted(self.arch_settings)}, '
+                f'got {depth}')
+        bad = [i for i in out_indices if not 0 <= i < 4]
+        if bad:
+            raise ValueError(f'ResNetVd out_indices must be in 0..3, got {bad}')
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(
+                f'ResNetVd frozen_stages must be in -1..4, got {frozen_stages}')
+        block, counts = self.arch_settings[depth]
+        self.depth = depth
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.stem = nn.Sequential(
+            conv_bn(3, 32, 3, 2, act_cfg=RELU),
+            conv_bn(32, 32, 3, 1, act_cfg=RELU),
+            conv_bn(32, 64, 3, 1, act_cfg=RELU),
+            nn.MaxPool2d(3, 2, 1))
+        self.stages = nn.ModuleList()
+        in_channels = 64
+        for i, (width, count) in enumerate(zip(self.stage_widths, counts)):
+            blocks = []
+            for j in range(count):
+                stride = 2 if i > 0 and j == 0 else 1
+                out_channels = width * block.expansion
+                shortcut = (
+                    projection_shortcut(in_channels, out_channels, stride)
+                    if j == 0 else nn.Identity())
+                blocks.append(block(in_channels, width, stride, shortcut))
+                in_channels = out_channels
+            self.stages.append(nn.Sequential(*blocks))
+        all_channels = [w * block.expansion for w in self.stage_widths]
+        self.out_channels = [all_channels[i] for i in self.out_indices]
+        self.out_strides = [(4, 8, 16, 32)[i] for i in self.out_indices]
+        self._freeze_stages()
+
+    def frozen_modules(self):
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem] + list(self.stages[:self.frozen_stages])
+
+    def forward(self, x):
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)

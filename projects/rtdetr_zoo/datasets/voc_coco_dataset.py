@@ -1,0 +1,44 @@
+"""A COCO dataset built from a Pascal VOC folder on first use."""
+import os.path as osp
+
+from mmengine.dist import get_dist_info, barrier
+
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS
+
+from .voc_to_coco import convert_voc_to_coco
+
+
+@DATASETS.register_module()
+class VOCAsCocoDataset(CocoDataset):
+    """:class:`CocoDataset` over a VOC folder, converted to json on first use.
+
+    ``ann_file`` (e.g. ``coco/train.json`` under ``data_root``) is written by
+    :func:`convert_voc_to_coco` when missing (rank 0 writes, the others wait),
+    so a fresh clone trains with no preparation step.
+
+    Args:
+        voc_root (str): VOC folder (``annotations/*.xml``, ``images/``),
+            relative to ``data_root`` when not absolute. Defaults to
+            ``data_root``.
+        val_ratio (float), split_seed (int): Split settings, see
+            :func:`convert_voc_to_coco`.
+    """
+
+    def __init__(self, *args, voc_root='', val_ratio=0.2, split_seed=0,
+                 **kwargs):
+        self.voc_root = voc_root
+        self.val_ratio = val_ratio
+        self.split_seed = split_seed
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self):
+        if not osp.isfile(self.ann_file):
+            voc_root = osp.join(self.data_root or '', self.voc_root)
+            rank, _ = get_dist_info()
+            if rank == 0:
+                convert_voc_to_coco(
+                    voc_root, osp.dirname(self.ann_file), self.val_ratio,
+                    self.split_seed, classes=self.metainfo.get('classes'))
+            barrier()
+        return super().load_data_list()

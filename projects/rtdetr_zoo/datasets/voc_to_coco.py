@@ -1,0 +1,125 @@
+"""Pascal VOC (images + XML) to COCO json, with a reproducible split."""
+import json
+import os
+import os.path as osp
+import random
+import re
+import xml.etree.ElementTree as ET
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def _natural_key(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', name)]
+
+
+def _text(node, tag, xml_path):
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise ValueError(f'{xml_path}: missing <{tag}>')
+    return child.text.strip()
+
+
+def parse_voc_xml(xml_path, image_dir):
+    """Read one VOC annotation.
+
+    Returns:
+        dict: ``file_name``, ``width``, ``height`` and ``objects`` (a list of
+        ``(class_name, [x1, y1, x2, y2])`` in pixels, VOC's 1-based corners
+        kept as given).
+    """
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f'{xml_path}: not valid XML ({err})') from None
+    file_name = _text(root, 'filename', xml_path)
+    if not osp.isfile(osp.join(image_dir, file_name)):
+        raise FileNotFoundError(
+            f'{xml_path}: image {osp.join(image_dir, file_name)} not found')
+    size = root.find('size')
+    if size is None:
+        raise ValueError(f'{xml_path}: missing <size>')
+    width = int(float(_text(size, 'width', xml_path)))
+    height = int(float(_text(size, 'height', xml_path)))
+    objects = []
+    for obj in root.iter('object'):
+        box = obj.find('bndbox')
+        if box is None:
+            raise ValueError(f'{xml_path}: <object> without <bndbox>')
+        coords = [float(_text(box, t, xml_path))
+                  for t in ('xmin', 'ymin', 'xmax', 'ymax')]
+        objects.append((_text(obj, 'name', xml_path), coords))
+    return dict(file_name=file_name, width=width, height=height,
+                objects=objects)
+
+
+def convert_voc_to_coco(voc_root, out_dir, val_ratio=0.2, seed=0,
+                        classes=None, ann_dir='annotations',
+                        img_dir='images'):
+    """Convert a VOC folder into ``train.json`` and ``val.json`` (COCO).
+
+    The split is reproducible: annotation files are sorted naturally, shuffled
+    with ``random.Random(seed)`` and the first ``round(n * val_ratio)`` go to
+    val (raccoon: 40 of 200).
+
+    Args:
+        voc_root (str): Folder holding ``ann_dir`` (XML) and ``img_dir``.
+        out_dir (str): Where to write the two json files.
+        val_ratio (float): Fraction of images in the val split.
+        seed (int): Shuffle seed.
+        classes (Sequence[str], optional): Class names, in id order (ids
+            start at 1). Default: the sorted names found in the XML files.
+
+    Returns:
+        dict: paths ``{'train': ..., 'val': ...}``.
+    """
+    xml_dir = osp.join(voc_root, ann_dir)
+    image_dir = osp.join(voc_root, img_dir)
+    if not osp.isdir(xml_dir):
+        raise FileNotFoundError(f'VOC annotation folder not found: {xml_dir}')
+    xml_files = sorted(
+        (f for f in os.listdir(xml_dir) if f.endswith('.xml')),
+        key=_natural_key)
+    if not xml_files:
+        raise ValueError(f'no .xml annotation files in {xml_dir}')
+    if not 0.0 <= val_ratio < 1.0:
+        raise ValueError(f'val_ratio must be in [0, 1), got {val_ratio}')
+    records = [parse_voc_xml(osp.join(xml_dir, f), image_dir)
+               for f in xml_files]
+    found = sorted({name for r in records for name, _ in r['objects']})
+    classes = list(classes) if classes else found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise ValueError(
+            f'{xml_dir}: class names {unknown} are not in classes={classes}')
+    cat_ids = {name: i + 1 for i, name in enumerate(classes)}
+
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    num_val = round(len(records) * val_ratio)
+    splits = dict(val=sorted(order[:num_val]), train=sorted(order[num_val:]))
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for split, indices in splits.items():
+        images, annotations = [], []
+        for image_id, idx in enumerate(indices, start=1):
+            record = records[idx]
+            images.append(dict(id=image_id, file_name=record['file_name'],
+                               width=record['width'],
+                               height=record['height']))
+            for name, (x1, y1, x2, y2) in record['objects']:
+                w, h = x2 - x1, y2 - y1
+                annotations.append(dict(
+                    id=len(annotations) + 1, image_id=image_id,
+                    category_id=cat_ids[name], bbox=[x1, y1, w, h],
+                    area=w * h, iscrowd=0))
+        coco = dict(
+            images=images, annotations=annotations,
+            categories=[dict(id=i, name=n) for n, i in cat_ids.items()])
+        paths[split] = osp.join(out_dir, f'{split}.json')
+        tmp_path = paths[split] + '.tmp'
+        with open(tmp_path, 'w') as f:
+            json.dump(coco, f)
+        os.replace(tmp_path, paths[split])
+    return paths

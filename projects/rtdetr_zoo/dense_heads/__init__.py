@@ -1,0 +1,2 @@
+"""Dense heads."""
+from .rtdetr_head import RTDETRHead  # noqa: F401

@@ -1,0 +1,2 @@
+"""Detectors."""
+from .rtdetr import RTDETR  # noqa: F401

@@ -1,0 +1,204 @@
+"""RT-DETR detector on mmdet's DINO (Zhao et al., CVPR 2024)."""
+import torch
+from mmcv.ops import MultiScaleDeformableAttention
+from torch import nn
+
+from mmdet.models.detectors import DINO
+from mmdet.models.detectors.deformable_detr import DeformableDETR
+from mmdet.registry import MODELS
+
+from ..layers import RTDETRTransformerDecoder, conv_bn
+
+
+@MODELS.register_module()
+class RTDETR(DINO):
+    """RT-DETR: "DETRs Beat YOLOs on Real-time Object Detection".
+
+    image -> backbone -> hybrid encoder (the neck, so the detector has no
+    transformer encoder of its own) -> per-level 1x1 conv + BN input
+    projection -> flattened memory (B, N, d) -> IoU-aware query selection
+    (top-k encoder scores over RT-DETR's fixed anchors; content queries are
+    the detached top-k memory) plus contrastive denoising queries (mmdet's
+    ``CdnQueryGenerator``) -> :class:`RTDETRTransformerDecoder` -> the head.
+
+    Like the official implementation the model attends over the whole padded
+    batch canvas without padding masks, so boxes are normalised by the
+    canvas size (``batch_input_shape``); the head maps them back to each
+    image.
+
+    Args:
+        decoder (dict): Config of :class:`RTDETRTransformerDecoder`.
+        num_queries (int): Selected queries. Defaults to 300.
+        num_feature_levels (int): Memory levels (the neck's outputs).
+        in_channels (Sequence[int], optional): Channels of the neck outputs
+            (default: the decoder width for every level).
+        anchor_grid_size (float): Anchor size at the finest level, doubled
+            per level. Defaults to 0.05.
+        anchor_eps (float): Anchors closer than this to the border are
+            invalid (their memory is zeroed, their box is +inf).
+        dn_cfg (dict): ``CdnQueryGenerator`` config (noise scales, number of
+            denoising queries).
+    """
+
+    def __init__(self, *args, decoder, num_queries=300, num_feature_levels=3,
+                 in_channels=None, anchor_grid_size=0.05, anchor_eps=1e-2,
+                 **kwargs):
+        self.proj_in_channels = in_channels
+        self.anchor_grid_size = anchor_grid_size
+        self.anchor_eps = anchor_eps
+        self._anchor_cache = {}
+        super().__init__(
+            *args, decoder=decoder, num_queries=num_queries,
+            num_feature_levels=num_feature_levels, with_box_refine=True,
+            as_two_stage=True, **kwargs)
+
+    def _init_layers(self):
+        self.decoder = RTDETRTransformerDecoder(**self.decoder)
+        self.embed_dims = self.decoder.embed_dims
+        in_channels = self.proj_in_channels or (
+            [self.embed_dims] * self.num_feature_levels)
+        if len(in_channels) != self.num_feature_levels:
+            raise ValueError(
+                f'in_channels {list(in_channels)} must list one entry per '
+                f'feature level (num_feature_levels={self.num_feature_levels})')
+        self.input_proj = nn.ModuleList(
+            conv_bn(c, self.embed_dims, 1) for c in in_channels)
+        self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
+        self.memory_trans_norm = nn.LayerNorm(self.embed_dims)
+
+    def init_weights(self):
+        super(DeformableDETR, self).init_weights()
+        for param in self.decoder.parameters():
+            if param.dim() > 1:
+                nn.init.xavier_uniform_(param)
+        for module in self.modules():
+            if isinstance(module, MultiScaleDeformableAttention):
+                module.init_weights()
+        nn.init.xavier_uniform_(self.memory_trans_fc.weight)
+
+    def loss(self, batch_inputs, batch_data_samples):
+        for sample in batch_data_samples:
+            sample.set_metainfo(dict(img_shape=sample.batch_input_shape))
+        return super().loss(batch_inputs, batch_data_samples)
+
+    def pre_transformer(self, img_feats, batch_data_samples=None):
+        """Project and flatten the neck outputs into one memory sequence.
+
+        Returns:
+            tuple[dict, dict]: encoder inputs ``memory`` (B, N, d),
+            ``spatial_shapes`` (L, 2) and ``level_start_index`` (L,); decoder
+            inputs with the same shapes and indices.
+        """
+        if len(img_feats) != self.num_feature_levels:
+            raise ValueError(
+                f'RTDETR expects {self.num_feature_levels} feature levels '
+                f'from the neck, got {len(img_feats)}')
+        feats = [proj(feat) for proj, feat in zip(self.input_proj, img_feats)]
+        spatial_shapes = torch.as_tensor(
+            [feat.shape[-2:] for feat in feats], dtype=torch.long,
+            device=feats[0].device)
+        level_start_index = torch.cat((
+            spatial_shapes.new_zeros((1, )),
+            spatial_shapes.prod(1).cumsum(0)[:-1]))
+        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in feats], 1)
+        level_info = dict(
+            spatial_shapes=spatial_shapes, level_start_index=level_start_index)
+        return dict(memory=memory, **level_info), dict(level_info)
+
+    def forward_encoder(self, memory, spatial_shapes, level_start_index):
+        """Identity: the hybrid encoder already ran as the neck."""
+        return dict(memory=memory, spatial_shapes=spatial_shapes)
+
+    def generate_anchors(self, spatial_shapes, device, dtype):
+        """RT-DETR anchors in logit space and their validity mask.
+
+        Returns:
+            tuple[Tensor, Tensor]: anchors (1, N, 4) as logit(cx, cy, w, h)
+            (+inf where invalid) and valid mask (1, N, 1); cached per
+            feature-map size.
+        """
+        shapes = tuple(map(tuple, spatial_shapes.tolist()))
+        key = (shapes, device, dtype)
+        if key not in self._anchor_cache:
+            anchors = []
+            for level, (height, width) in enumerate(shapes):
+                grid_y, grid_x = torch.meshgrid(
+                    torch.arange(height, dtype=torch.float32, device=device),
+                    torch.arange(width, dtype=torch.float32, device=device),
+                    indexing='ij')
+                size = torch.tensor([width, height], dtype=torch.float32,
+                                    device=device)
+                centers = (torch.stack([grid_x, grid_y], -1) + 0.5) / size
+                wh = torch.full_like(centers, self.anchor_grid_size * 2**level)
+                anchors.append(torch.cat([centers, wh], -1).reshape(-1, 4))
+            anchors = torch.cat(anchors)[None]
+            valid = ((anchors > self.anchor_eps) &
+                     (anchors < 1 - self.anchor_eps)).all(-1, keepdim=True)
+            anchors = torch.log(anchors / (1 - anchors))
+            anchors = anchors.masked_fill(~valid, float('inf'))
+            self._anchor_cache[key] = (anchors.to(dtype), valid)
+        return self._anchor_cache[key]
+
+    def pre_decoder(self, memory, spatial_shapes, batch_data_samples=None):
+        """IoU-aware query selection plus denoising queries.
+
+        Returns:
+            tuple[dict, dict]: decoder inputs (``query`` (B, Q', d),
+            ``memory``, ``reference_points`` (B, Q', 4) after sigmoid,
+            ``dn_mask``) and head inputs (encoder top-k ``enc_outputs_class``
+            (B, Q, C), ``enc_outputs_coord`` (B, Q, 4) and ``dn_meta``, in
+            training only). Q' = denoising queries + Q.
+        """
+        num_tokens = memory.size(1)
+        if num_tokens < self.num_queries:
+            raise ValueError(
+                f'The input image is too small: its feature maps '
+                f'{spatial_shapes.tolist()} give {num_tokens} tokens, fewer '
+                f'than num_queries={self.num_queries}. Use a larger input or '
+                f'fewer queries.')
+        anchors, valid = self.generate_anchors(
+            spatial_shapes, memory.device, memory.dtype)
+        output_memory = self.memory_trans_norm(
+            self.memory_trans_fc(memory * valid.to(memory.dtype)))
+        enc_layer = self.decoder.num_layers
+        enc_class = self.bbox_head.cls_branches[enc_layer](output_memory)
+        enc_coord_unact = (
+            self.bbox_head.reg_branches[enc_layer](output_memory) + anchors)
+        topk = torch.topk(
+            enc_class.max(-1)[0], k=self.num_queries, dim=1)[1].unsqueeze(-1)
+        topk_score = enc_class.gather(
+            1, topk.expand(-1, -1, enc_class.size(-1)))
+        topk_coords_unact = enc_coord_unact.gather(1, topk.expand(-1, -1, 4))
+        query = output_memory.gather(
+            1, topk.expand(-1, -1, self.embed_dims)).detach()
+        reference_unact = topk_coords_unact.detach()
+        dn_mask, dn_meta = None, None
+        if self.training:
+            dn_label_query, dn_bbox_query, dn_mask, dn_meta = \
+                self.dn_query_generator(batch_data_samples)
+            query = torch.cat([dn_label_query, query], dim=1)
+            reference_unact = torch.cat([dn_bbox_query, reference_unact], 1)
+        decoder_inputs = dict(
+            query=query, memory=memory,
+            reference_points=reference_unact.sigmoid(), dn_mask=dn_mask)
+        head_inputs = dict(
+            enc_outputs_class=topk_score,
+            enc_outputs_coord=topk_coords_unact.sigmoid(),
+            dn_meta=dn_meta) if self.training else dict()
+        return decoder_inputs, head_inputs
+
+    def forward_decoder(self, query, memory, reference_points, spatial_shapes,
+                        level_start_index, dn_mask=None):
+        """Run the decoder; returns ``hidden_states`` and ``references``."""
+        hidden_states, references = self.decoder(
+            query=query, value=memory, reference_points=reference_points,
+            spatial_shapes=spatial_shapes, level_start_index=level_start_index,
+            reg_branches=self.bbox_head.reg_branches, self_attn_mask=dn_mask)
+        if self.training and dn_mask is not None and \
+                query.size(1) == self.num_queries:
+            # A batch without ground truth has no denoising queries; keep the
+            # label embedding in the graph so every DDP rank reduces the same
+            # parameters.
+            hidden_states = hidden_states + \
+                self.dn_query_generator.label_embedding.weight[0, 0] * 0.0
+        return dict(hidden_states=hidden_states, references=list(references))

@@ -1,0 +1,97 @@
+"""AIFI: attention-based intra-scale feature interaction (RT-DETR, CVPR 2024).
+
+One (or more) post-norm transformer encoder layers applied to the flattened
+stride-32 feature map, with a fixed 2D sin-cos position embedding. The
+encoder layer is mmdet's :class:`DetrTransformerEncoder`.
+"""
+import torch
+from mmengine.model import BaseModule
+
+from mmdet.models.layers import DetrTransformerEncoder
+from mmdet.registry import MODELS
+
+
+def sincos_position_embedding_2d(height, width, embed_dims, temperature=10000.,
+                                 device=None):
+    """2D sin-cos position embedding, shape (1, H * W, embed_dims).
+
+    Token ``(y, x)`` (row-major, as ``feat.flatten(2)`` orders them) gets
+    ``[sin(y w), cos(y w), sin(x w), cos(x w)]`` with
+    ``w_k = temperature ** (-k / (embed_dims / 4))``. On square maps this is
+    exactly the official RT-DETR embedding (its ``build_2d_sincos_position_
+    embedding``); on non-square maps the official one scrambles coordinates
+    (it flattens a (W, H) grid), whereas this one stays a proper 2D embedding.
+    """
+    if embed_dims % 4 != 0:
+        raise ValueError(
+            f'embed_dims must be divisible by 4 for a 2D sin-cos position '
+            f'embedding, got {embed_dims}')
+    grid_y, grid_x = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32, device=device),
+        torch.arange(width, dtype=torch.float32, device=device), indexing='ij')
+    pos_dim = embed_dims // 4
+    omega = torch.arange(pos_dim, dtype=torch.float32, device=device) / pos_dim
+    omega = 1. / temperature**omega
+    out_y = grid_y.flatten()[:, None] * omega[None]
+    out_x = grid_x.flatten()[:, None] * omega[None]
+    return torch.cat(
+        [out_y.sin(), out_y.cos(), out_x.sin(), out_x.cos()], dim=1)[None]
+
+
+@MODELS.register_module()
+class AIFI(BaseModule):
+    """Transformer encoder over one feature map with 2D sin-cos positions.
+
+    Args:
+        embed_dims (int): Channels C. Defaults to 256.
+        num_heads (int): Attention heads. Defaults to 8.
+        ffn_dim (int): FFN hidden width. Defaults to 1024.
+        dropout (float): Dropout in attention and FFN. Defaults to 0.
+        act_cfg (dict): FFN activation. Defaults to GELU.
+        num_layers (int): Encoder layers. Defaults to 1.
+        pe_temperature (float): Position-embedding temperature.
+        eval_spatial_size (tuple[int, int], optional): (H, W) of the feature
+            map at a fixed evaluation size; its position embedding is
+            pre-computed once and reused in eval mode.
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, embed_dims=256, num_heads=8, ffn_dim=1024, dropout=0.0,
+                 act_cfg=dict(type='GELU'), num_layers=1, pe_temperature=10000.,
+                 eval_spatial_size=None, init_cfg=None):
+        super().__init__(init_cfg)
+        self.embed_dims = embed_dims
+        self.pe_temperature = pe_temperature
+        self.encoder = DetrTransformerEncoder(
+            num_layers=num_layers,
+            layer_cfg=dict(
+                self_attn_cfg=dict(
+                    embed_dims=embed_dims, num_heads=num_heads,
+                    dropout=dropout, batch_first=True),
+                ffn_cfg=dict(
+                    embed_dims=embed_dims, feedforward_channels=ffn_dim,
+                    num_fcs=2, ffn_drop=dropout, act_cfg=act_cfg)))
+        self.eval_spatial_size = (
+            tuple(eval_spatial_size) if eval_spatial_size else None)
+        if self.eval_spatial_size:
+            self.register_buffer(
+                'eval_pos_embed',
+                sincos_position_embedding_2d(
+                    *self.eval_spatial_size, embed_dims, pe_temperature),
+                persistent=False)
+
+    def position_embedding(self, height, width, device):
+        """(1, H * W, C) embedding; cached for ``eval_spatial_size``."""
+        if not self.training and self.eval_spatial_size == (height, width):
+            return self.eval_pos_embed
+        return sincos_position_embedding_2d(
+            height, width, self.embed_dims, self.pe_temperature, device=device)
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        pos = self.position_embedding(height, width, x.device).to(x.dtype)
+        tokens = self.encoder(
+            query=tokens, query_pos=pos, key_padding_mask=None)
+        return tokens.transpose(1, 2).reshape(batch, channels, height, width)

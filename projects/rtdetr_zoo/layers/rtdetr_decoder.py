@@ -1,0 +1,91 @@
+"""The RT-DETR transformer decoder (Zhao et al., CVPR 2024, Sec. 4.3)."""
+import torch
+from torch import nn
+
+from mmdet.models.layers import MLP, DeformableDetrTransformerDecoder
+from mmdet.models.layers.transformer import inverse_sigmoid
+from mmdet.registry import MODELS
+
+
+@MODELS.register_module()
+class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
+    """Decoder of RT-DETR on mmdet's deformable-DETR decoder layers.
+
+    Each layer is self-attention -> multi-scale deformable cross-attention ->
+    FFN, post-norm (mmdet's ``DeformableDetrTransformerDecoderLayer``; on the
+    CPU mmcv samples with its pure-PyTorch ``grid_sample`` path). Differences
+    from DINO's decoder, following the official RT-DETR:
+
+    - the query position embedding is ``MLP(4 -> 2d -> d)`` applied directly
+      to the (detached) reference box, not to its sine encoding;
+    - no final LayerNorm;
+    - iterative box refinement ``ref_{l+1} = sigmoid(reg_l(q_l) +
+      logit(ref_l))``, the next layer seeing the detached box;
+    - in eval mode decoding stops after layer ``eval_idx``.
+
+    Args:
+        num_layers (int): Decoder layers.
+        layer_cfg (dict): Config of ``DeformableDetrTransformerDecoderLayer``.
+        eval_idx (int): Layer whose prediction is used at inference
+            (negative indices count from the end). Defaults to -1.
+    """
+
+    def __init__(self, num_layers, layer_cfg, eval_idx=-1, init_cfg=None):
+        super().__init__(
+            num_layers=num_layers, layer_cfg=layer_cfg, post_norm_cfg=None,
+            return_intermediate=True, init_cfg=init_cfg)
+        if not -num_layers <= eval_idx < num_layers:
+            raise ValueError(
+                f'eval_idx {eval_idx} is out of range for {num_layers} '
+                f'decoder layers')
+        self.eval_idx = eval_idx % num_layers
+
+    def _init_layers(self):
+        super()._init_layers()
+        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
+
+    def forward(self, query, value, reference_points, spatial_shapes,
+                level_start_index, reg_branches, self_attn_mask=None,
+                **kwargs):
+        """Decode the queries.
+
+        Args:
+            query (Tensor): Content queries (B, Q, d).
+            value (Tensor): Flattened multi-level memory (B, N, d).
+            reference_points (Tensor): Initial boxes, normalised
+                (cx, cy, w, h) after sigmoid, (B, Q, 4).
+            spatial_shapes (Tensor): (L, 2) (h, w) of the memory levels.
+            level_start_index (Tensor): (L,) start of each level in ``value``.
+            reg_branches (nn.ModuleList): Box-refinement heads, one per layer.
+            self_attn_mask (Tensor, optional): (Q, Q) bool mask, True where
+                attention is forbidden (denoising groups).
+
+        Returns:
+            tuple[Tensor, Tensor]: hidden states (n, B, Q, d) of the ``n``
+            layers run (all in training, ``eval_idx + 1`` in eval), and
+            references (n + 1, B, Q, 4): the initial boxes followed by each
+            layer's refined boxes (not detached, for "look forward twice").
+        """
+        num_levels = spatial_shapes.size(0)
+        hidden_states = []
+        references = [reference_points]
+        ref_detached = reference_points
+        for lid, layer in enumerate(self.layers):
+            query = layer(
+                query,
+                query_pos=self.query_pos_head(ref_detached),
+                value=value,
+                self_attn_mask=self_attn_mask,
+                spatial_shapes=spatial_shapes,
+                level_start_index=level_start_index,
+                reference_points=ref_detached[:, :, None].expand(
+                    -1, -1, num_levels, -1),
+                **kwargs)
+            new_ref = (reg_branches[lid](query) +
+                       inverse_sigmoid(ref_detached)).sigmoid()
+            hidden_states.append(query)
+            references.append(new_ref)
+            if not self.training and lid == self.eval_idx:
+                break
+            ref_detached = new_ref.detach()
+        return torch.stack(hidden_states), torch.stack(references)

@@ -1,0 +1,2 @@
+"""Losses."""
+from .varifocal_loss import RTDETRVarifocalLoss  # noqa: F401

@@ -1,0 +1,2 @@
+"""Necks: RT-DETR's hybrid encoder and its variants."""
+from .hybrid_encoder import HybridEncoder  # noqa: F401

@@ -1,0 +1,131 @@
+"""Numerical equivalence with the official RT-DETR R18-vd implementation.
+
+The fixture (../shared/fixtures/rtdetr_r18vd_official.pt, not in the repo)
+holds the official weights, two input images and the official intermediate
+and final outputs. The official checkpoint is converted with
+tools/model_converters/rtdetr_official_to_mmdet.py and loaded into
+configs/rtdetr_r18vd_coco.py.
+"""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+from mmdet.structures import DetDataSample
+
+from .utils import REPO_ROOT, build_detector_from_config
+
+FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
+                   'rtdetr_r18vd_official.pt')
+OFFICIAL_NUM_PARAMS = 20_184_464
+
+pytestmark = pytest.mark.skipif(
+    not osp.isfile(FIXTURE),
+    reason=f'official fixture not present at {FIXTURE} (it lives in the '
+    'shared folder beside the repo, which CI always has)')
+
+
+def load_converter():
+    path = osp.join(REPO_ROOT, 'tools', 'model_converters',
+                    'rtdetr_official_to_mmdet.py')
+    spec = importlib.util.spec_from_file_location('rtdetr_converter', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def fixture():
+    return torch.load(FIXTURE, map_location='cpu', weights_only=False)
+
+
+@pytest.fixture(scope='module')
+def model_and_report(fixture):
+    converter = load_converter()
+    state_dict, dropped = converter.convert(fixture['state_dict'])
+    model = build_detector_from_config('rtdetr_r18vd_coco', small=False)
+    result = model.load_state_dict(state_dict, strict=False)
+    model.eval()
+    return model, state_dict, dropped, result
+
+
+def test_converter_accounts_for_every_tensor(fixture, model_and_report):
+    model, state_dict, dropped, result = model_and_report
+    assert result.missing_keys == []
+    assert result.unexpected_keys == []
+    assert set(state_dict) == set(model.state_dict())
+    official = fixture['state_dict']
+    # Every official tensor is used (renamed) or listed as dropped.
+    assert len(state_dict) + sum(1 for k in dropped if k in official) == \
+        len(official)
+    assert list(dropped) == ['decoder.denoising_class_embed.weight[-1]']
+
+
+def test_parameter_count_matches_official(fixture, model_and_report):
+    model = model_and_report[0]
+    ours = sum(p.numel() for p in model.parameters())
+    assert fixture['num_params'] == OFFICIAL_NUM_PARAMS
+    # The only difference: the official denoising embedding's padding row.
+    assert OFFICIAL_NUM_PARAMS - ours == 256
+    assert abs(ours - OFFICIAL_NUM_PARAMS) / OFFICIAL_NUM_PARAMS < 1e-3
+
+
+def _align(ours, official):
+    """Index of our query matching each official query (by initial box)."""
+    dist = (official[:, None] - ours[None]).abs().amax(-1)
+    min_dist, index = dist.min(-1)
+    return min_dist, index
+
+
+@torch.no_grad()
+def test_outputs_match_official(fixture, model_and_report):
+    model = model_and_report[0]
+    images = fixture['images_u8'].float() / 255
+    backbone_feats = model.backbone(images)
+    for ours, ref in zip(backbone_feats, fixture['backbone_feats']):
+        torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+    encoder_feats = model.neck(backbone_feats)
+    for ours, ref in zip(encoder_feats, fixture['encoder_feats']):
+        torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+    samples = []
+    for w, h in fixture['orig_sizes'].tolist():
+        samples.append(DetDataSample(metainfo=dict(
+            img_shape=(640, 640), batch_input_shape=(640, 640),
+            ori_shape=(h, w), scale_factor=(640 / w, 640 / h))))
+    head_inputs = model.forward_transformer(encoder_feats, samples)
+    cls_scores, bbox_preds = model.bbox_head(**head_inputs)
+    init_ref = head_inputs['references'][0]
+    for b in range(images.size(0)):
+        min_dist, index = _align(
+            init_ref[b], fixture['init_ref_points_unact'][b].sigmoid())
+        assert min_dist.max() < 1e-5
+        assert index.unique().numel() == index.numel()
+        torch.testing.assert_close(cls_scores[-1][b][index],
+                                   fixture['pred_logits'][b],
+                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(bbox_preds[-1][b][index],
+                                   fixture['pred_boxes'][b],
+                                   atol=1e-4, rtol=1e-4)
+
+    results = model.bbox_head.predict_by_feat(
+        cls_scores, bbox_preds, [s.metainfo for s in samples], rescale=True)
+    for b, result in enumerate(results):
+        w, h = fixture['orig_sizes'][b].tolist()
+        ref_scores = fixture['post_scores'][b]
+        torch.testing.assert_close(result.scores, ref_scores,
+                                   atol=1e-4, rtol=1e-4)
+        # Compare labels and boxes where the score order is unambiguous.
+        gaps = ref_scores[:-1] - ref_scores[1:]
+        clear = torch.ones_like(ref_scores, dtype=torch.bool)
+        clear[:-1] &= gaps > 1e-4
+        clear[1:] &= gaps > 1e-4
+        assert clear.sum() > 10
+        assert torch.equal(result.labels[clear],
+                           fixture['post_labels'][b][clear])
+        ref_boxes = fixture['post_boxes'][b].clone()
+        ref_boxes[:, 0::2] = ref_boxes[:, 0::2].clamp(0, w)
+        ref_boxes[:, 1::2] = ref_boxes[:, 1::2].clamp(0, h)
+        torch.testing.assert_close(result.bboxes[clear], ref_boxes[clear],
+                                   atol=1e-2, rtol=1e-4)

@@ -1,0 +1,92 @@
+"""Helpers shared by the tests: build a detector from a config, fake batches."""
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
+
+import rtdetr_zoo  # noqa: F401  (registers the modules)
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
+
+# Shrinks the decoder so detector tests stay fast on a CPU; the structure
+# (query selection, denoising, refinement) is unchanged.
+SMALL_DETECTOR = {
+    'model.num_queries': 30,
+    'model.dn_cfg.group_cfg.num_dn_queries': 10,
+    'model.test_cfg.max_per_img': 30,
+}
+
+
+def config_path(name):
+    """Absolute path of ``configs/<name>`` (``.py`` optional)."""
+    name = name if name.endswith('.py') else name + '.py'
+    return osp.join(CONFIG_DIR, name)
+
+
+def load_config(path, **cfg_options):
+    cfg = Config.fromfile(path if osp.isabs(path) else config_path(path))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def build_detector_from_config(path, small=True, **cfg_options):
+    """Build the ``model`` of a config (with the fast overrides by default)."""
+    options = dict(SMALL_DETECTOR) if small else {}
+    options.update(cfg_options)
+    cfg = load_config(path, **options)
+    init_default_scope('mmdet')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def make_batch(model, sizes=((96, 128), (112, 80)), num_gts=(2, 1), seed=0):
+    """A preprocessed training batch of random images of different sizes.
+
+    Returns the ``(inputs, data_samples)`` produced by the model's data
+    pre-processor (padding, normalisation), with random ground truth boxes.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    num_classes = model.bbox_head.num_classes
+    inputs, samples = [], []
+    for (h, w), n in zip(sizes, num_gts):
+        inputs.append(torch.randint(0, 256, (3, h, w), generator=gen,
+                                    dtype=torch.uint8))
+        xy = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.6
+        wh = (torch.rand(n, 2, generator=gen) * 0.3 + 0.1) * torch.tensor(
+            [w, h])
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1),
+            labels=torch.randint(0, num_classes, (n, ), generator=gen))
+        samples.append(sample)
+    data = model.data_preprocessor(
+        dict(inputs=inputs, data_samples=samples), training=False)
+    return data['inputs'], data['data_samples']
+
+
+def run_loss_and_predict(model, sizes=((96, 128), (112, 80)),
+                         num_gts=(2, 1)):
+    """One loss forward/backward and one predict on images of ``sizes``.
+
+    Returns:
+        tuple[dict, list]: the losses (tensors, after backward) and the
+        predicted data samples.
+    """
+    model.train()
+    inputs, samples = make_batch(model, sizes, num_gts)
+    losses = model.loss(inputs, samples)
+    total = sum(v.sum() for k, v in losses.items() if 'loss' in k)
+    total.backward()
+    model.eval()
+    inputs, samples = make_batch(model, sizes, num_gts)
+    with torch.no_grad():
+        results = model.predict(inputs, samples)
+    return losses, results
