@@ -1,5 +1,8 @@
 # RT-DETR-R18vd on the shipped raccoon data (1 class), sized for a CPU:
-# 320 px, 100 queries, 20 epochs of 40 iterations, short warm-up.
+# 320 px, 100 queries, 20 epochs of 40 iterations, short warm-up. No
+# pretrained weights can be downloaded here, so the backbone trains from
+# scratch at the full learning rate (set `load_from` / the backbone's
+# `init_cfg` to start from ImageNet or COCO weights instead).
 #   python tools/train.py configs/rtdetr_r18vd_raccoon.py
 _base_ = [
     './_base_/models/rtdetr_r50vd.py', './_base_/datasets/raccoon_detection.py',
@@ -22,10 +25,11 @@ model = dict(
 
 max_epochs = 20
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)
-optim_wrapper = dict(optimizer=dict(lr=2e-4))
+optim_wrapper = dict(
+    optimizer=dict(lr=2e-4),
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=100)
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=40)
 ]
 custom_hooks = [
     dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.001,
