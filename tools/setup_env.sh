@@ -70,6 +70,10 @@ else
 fi
 ensure pytest 9.0.3
 ensure psutil 7.2.2
+# ONNX export and ONNX Runtime inference (tools/deploy/export_onnx.py).
+ensure onnx 1.23.2
+ensure onnxruntime 1.32.0
+ensure onnxsim 0.8.1
 # Re-assert the setuptools pin in case a dependency moved it.
 ensure setuptools 80.9.0
 

@@ -11,6 +11,10 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from rtdetr_zoo.engine import setup_cpu_distributed
+
+# --amp keeps the non-finite guard of rtdetr_zoo's default optim wrapper.
+AMP_WRAPPERS = {'NonFiniteGuardOptimWrapper': 'NonFiniteGuardAmpOptimWrapper'}
 
 
 def parse_args():
@@ -50,7 +54,8 @@ def main():
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.type = AMP_WRAPPERS.get(
+            cfg.optim_wrapper.get('type'), 'AmpOptimWrapper')
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
@@ -63,6 +68,8 @@ def main():
                              f'{args.resume}')
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.launcher != 'none':
+        setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

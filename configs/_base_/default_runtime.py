@@ -7,7 +7,12 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
                     save_best='auto'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # rtdetr_zoo.engine (docs/robustness.md): num_classes vs dataset check,
+    # non-finite loss terms named, random states kept for exact resume.
+    dataset_check=dict(type='DatasetCheckHook'),
+    non_finite_loss=dict(type='NonFiniteLossHook'),
+    random_state=dict(type='RandomStateHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

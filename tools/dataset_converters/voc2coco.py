@@ -2,7 +2,7 @@
 
     python tools/dataset_converters/voc2coco.py data/raccoon \
         --out-dir data/raccoon/coco [--val-ratio 0.2] [--seed 0]
-        [--classes raccoon ...]
+        [--classes raccoon ...] [--skip-bad-images]
 
 Writes OUT_DIR/train.json and OUT_DIR/val.json with a reproducible split
 (raccoon: 160 / 40).
@@ -24,11 +24,15 @@ def main():
     parser.add_argument('--classes', nargs='+', help='class names in id order')
     parser.add_argument('--ann-dir', default='annotations')
     parser.add_argument('--img-dir', default='images')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out unreadable, truncated or wrongly '
+                        'sized images (listed in the log) instead of failing')
     args = parser.parse_args()
     try:
         paths = convert_voc_to_coco(
             args.voc_root, args.out_dir, args.val_ratio, args.seed,
-            args.classes, args.ann_dir, args.img_dir)
+            args.classes, args.ann_dir, args.img_dir,
+            skip_bad_images=args.skip_bad_images)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f'error: {err}') from None
     for split, path in paths.items():

@@ -2,12 +2,12 @@
 # IoU crop, flip, a 640x640 resize. Multi-scale training (480-800) is in the
 # model base: the data pre-processor resizes every batch.
 # Test: a plain 640x640 resize.
-dataset_type = 'CocoDataset'
+dataset_type = 'CheckedCocoDataset'  # CocoDataset + checks, rtdetr_zoo
 data_root = 'data/coco/'
 backend_args = None
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='SafeLoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PhotoMetricDistortion'),
     dict(type='Expand', mean=[0, 0, 0], to_rgb=False, ratio_range=(1, 4),

@@ -8,7 +8,7 @@ metainfo = dict(classes=('raccoon', ), palette=[(220, 20, 60)])
 backend_args = None
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='SafeLoadImageFromFile', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PhotoMetricDistortion'),
     dict(type='Expand', mean=[0, 0, 0], to_rgb=False, ratio_range=(1, 2),

@@ -7,8 +7,10 @@ train_cfg = dict(
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
+# NonFiniteGuardOptimWrapper = OptimWrapper that skips a step whose loss or
+# gradients are NaN/inf (on_non_finite='stop' raises instead).
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='NonFiniteGuardOptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(

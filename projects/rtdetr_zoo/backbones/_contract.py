@@ -1,20 +1,34 @@
 """Shared behaviour of the backbones: frozen stages and BN in eval mode."""
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class BackboneContractMixin:
     """``frozen_stages`` / ``norm_eval`` handling for timm/mmdet-style backbones.
 
-    A subclass defines :meth:`frozen_modules` (the modules of the stem and the
-    first ``frozen_stages`` stages) and calls :meth:`_freeze_stages` at the
-    end of ``__init__``.
+    The defaults fit a backbone made of ``self.stem`` and a list of
+    ``self.stages`` that outputs the stages in ``self.out_indices``; other
+    layouts override :meth:`frozen_modules` (the modules of the stem and the
+    first ``frozen_stages`` stages) and ``forward``. A subclass calls
+    :meth:`_freeze_stages` at the end of ``__init__``.
     """
 
     def frozen_modules(self):
-        raise NotImplementedError(
-            f'{type(self).__name__} must list the modules that frozen_stages '
-            f'freezes')
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem] + list(self.stages[:self.frozen_stages])
+
+    def forward(self, x):
+        """(B, 3, H, W) -> tuple of the ``out_indices`` stage outputs."""
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
 
     def _freeze_stages(self):
         for module in self.frozen_modules():
@@ -30,3 +44,47 @@ class BackboneContractMixin:
                 if isinstance(module, _BatchNorm):
                     module.eval()
         return self
+
+    def convert_pretrained(self, state_dict):
+        """Map a foreign checkpoint layout to ours (identity by default)."""
+        return state_dict
+
+    def load_pretrained(self, init_cfg):
+        """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)``.
+
+        Unwraps ``state_dict`` / ``model`` / ``state_dict_ema``, keeps the keys
+        under ``prefix`` (e.g. ``'backbone.'`` of a detector checkpoint),
+        strips DDP's ``module.``, converts with :meth:`convert_pretrained` and
+        loads non-strictly, logging what was loaded, missing and unexpected.
+        """
+        name = type(self).__name__
+        logger = MMLogger.get_current_instance()
+        if 'checkpoint' not in init_cfg:
+            raise KeyError(f'{name} init_cfg of type Pretrained needs a '
+                           f'"checkpoint", got {dict(init_cfg)}')
+        ckpt = CheckpointLoader.load_checkpoint(
+            init_cfg['checkpoint'], map_location='cpu', logger=logger)
+        state = ckpt
+        for key in ('state_dict', 'model', 'state_dict_ema'):
+            if isinstance(ckpt, dict) and key in ckpt:
+                state = ckpt[key]
+                break
+        prefix = init_cfg.get('prefix')
+        if prefix:
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            state = {k[len(prefix):]: v for k, v in state.items()
+                     if k.startswith(prefix)}
+            if not state:
+                raise KeyError(f'{name}: no key of {init_cfg["checkpoint"]} '
+                               f'starts with prefix {prefix!r}')
+        state = {k[7:] if k.startswith('module.') else k: v
+                 for k, v in state.items()}
+        state = self.convert_pretrained(state)
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        logger.info(f'{name}: loaded {len(state) - len(unexpected)} tensors '
+                    f'from {init_cfg["checkpoint"]}')
+        if missing:
+            logger.warning(f'{name}: keys missing in the checkpoint: {missing}')
+        if unexpected:
+            logger.warning(
+                f'{name}: unexpected keys in the checkpoint: {unexpected}')

@@ -140,17 +140,3 @@ class HGNetv2(BackboneContractMixin, BaseModule):
         self.out_channels = [stages[i][2] for i in self.out_indices]
         self.out_strides = [(4, 8, 16, 32)[i] for i in self.out_indices]
         self._freeze_stages()
-
-    def frozen_modules(self):
-        if self.frozen_stages < 0:
-            return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
-
-    def forward(self, x):
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)

@@ -125,17 +125,3 @@ class ResNetVd(BackboneContractMixin, BaseModule):
         self.out_channels = [all_channels[i] for i in self.out_indices]
         self.out_strides = [(4, 8, 16, 32)[i] for i in self.out_indices]
         self._freeze_stages()
-
-    def frozen_modules(self):
-        if self.frozen_stages < 0:
-            return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
-
-    def forward(self, x):
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)

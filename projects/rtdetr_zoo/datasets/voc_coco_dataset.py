@@ -3,15 +3,16 @@ import os.path as osp
 
 from mmengine.dist import get_dist_info, barrier
 
-from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 
+from .checked_coco import CheckedCocoDataset
 from .voc_to_coco import convert_voc_to_coco
 
 
 @DATASETS.register_module()
-class VOCAsCocoDataset(CocoDataset):
-    """:class:`CocoDataset` over a VOC folder, converted to json on first use.
+class VOCAsCocoDataset(CheckedCocoDataset):
+    """:class:`CheckedCocoDataset` over a VOC folder, converted to json on
+    first use (categories checked, bad boxes clipped or dropped and logged).
 
     ``ann_file`` (e.g. ``coco/train.json`` under ``data_root``) is written by
     :func:`convert_voc_to_coco` when missing (rank 0 writes, the others wait),

@@ -1,12 +1,19 @@
 """Pascal VOC (images + XML) to COCO json, with a reproducible split."""
 import json
+import logging
 import os
 import os.path as osp
 import random
 import re
 import xml.etree.ElementTree as ET
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+from mmengine.logging import print_log
+from PIL import Image, UnidentifiedImageError
+
+from .safe_loading import jpeg_is_truncated
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+MAX_LISTED = 10
 
 
 def _natural_key(name):
@@ -18,6 +25,46 @@ def _text(node, tag, xml_path):
     if child is None or child.text is None:
         raise ValueError(f'{xml_path}: missing <{tag}>')
     return child.text.strip()
+
+
+def _resolve_image(image_dir, file_name, xml_path):
+    """``file_name``, or the file with the same stem and another image
+    extension (VOC files often say ``x.jpg`` for ``x.png``, or give no
+    extension)."""
+    if osp.isfile(osp.join(image_dir, file_name)):
+        return file_name
+    stem = osp.splitext(file_name)[0] if osp.splitext(file_name)[1].lower(
+    ) in IMAGE_EXTENSIONS else file_name
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (stem + ext, stem + ext.upper()):
+            if osp.isfile(osp.join(image_dir, candidate)):
+                return candidate
+    raise FileNotFoundError(
+        f'{xml_path}: image {osp.join(image_dir, file_name)} not found (nor '
+        f'{stem} with another extension of {IMAGE_EXTENSIONS})')
+
+
+def inspect_image(path):
+    """The ``(width, height)`` of an image file, read from its header.
+
+    Raises:
+        ValueError: the file is empty, not a readable image, or a truncated
+            JPEG/PNG.
+    """
+    with open(path, 'rb') as f:
+        data = f.read()
+    if not data:
+        raise ValueError('image file is empty')
+    if jpeg_is_truncated(data):
+        raise ValueError('JPEG file is truncated (no end-of-image marker)')
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            if img.format != 'JPEG':
+                img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f'not a readable image ({err})') from None
+    return size
 
 
 def parse_voc_xml(xml_path, image_dir):
@@ -32,10 +79,8 @@ def parse_voc_xml(xml_path, image_dir):
         root = ET.parse(xml_path).getroot()
     except ET.ParseError as err:
         raise ValueError(f'{xml_path}: not valid XML ({err})') from None
-    file_name = _text(root, 'filename', xml_path)
-    if not osp.isfile(osp.join(image_dir, file_name)):
-        raise FileNotFoundError(
-            f'{xml_path}: image {osp.join(image_dir, file_name)} not found')
+    file_name = _resolve_image(image_dir, _text(root, 'filename', xml_path),
+                               xml_path)
     size = root.find('size')
     if size is None:
         raise ValueError(f'{xml_path}: missing <size>')
@@ -53,9 +98,45 @@ def parse_voc_xml(xml_path, image_dir):
                 objects=objects)
 
 
+def _check_images(records, image_dir, skip_bad_images):
+    """Check every image is readable and of its ``<size>``; drop or raise."""
+    problems, keep = [], []
+    for record in records:
+        xml_name = record['xml_file']
+        path = osp.join(image_dir, record['file_name'])
+        try:
+            width, height = inspect_image(path)
+        except ValueError as err:
+            problems.append(f'{xml_name}: {path}: {err}')
+            continue
+        if record['width'] <= 0 or record['height'] <= 0:
+            record['width'], record['height'] = width, height
+        elif (width, height) != (record['width'], record['height']):
+            problems.append(
+                f"{xml_name}: {path}: <size> says {record['width']}x"
+                f"{record['height']} but the image is {width}x{height} "
+                '(width x height)')
+            continue
+        keep.append(record)
+    if not problems:
+        return records
+    listing = '\n  '.join(problems[:MAX_LISTED])
+    more = (f'\n  ... and {len(problems) - MAX_LISTED} more'
+            if len(problems) > MAX_LISTED else '')
+    if not skip_bad_images:
+        raise ValueError(
+            f'{len(problems)} bad images:\n  {listing}{more}\nfix them, or '
+            'pass skip_bad_images=True to leave them out')
+    print_log(f'leaving out {len(problems)} bad images:\n  {listing}{more}',
+              logger='current', level=logging.WARNING)
+    if not keep:
+        raise ValueError(f'no usable image left in {image_dir}')
+    return keep
+
+
 def convert_voc_to_coco(voc_root, out_dir, val_ratio=0.2, seed=0,
                         classes=None, ann_dir='annotations',
-                        img_dir='images'):
+                        img_dir='images', skip_bad_images=False):
     """Convert a VOC folder into ``train.json`` and ``val.json`` (COCO).
 
     The split is reproducible: annotation files are sorted naturally, shuffled
@@ -69,6 +150,11 @@ def convert_voc_to_coco(voc_root, out_dir, val_ratio=0.2, seed=0,
         seed (int): Shuffle seed.
         classes (Sequence[str], optional): Class names, in id order (ids
             start at 1). Default: the sorted names found in the XML files.
+        ann_dir, img_dir (str): Sub-folders of ``voc_root``.
+        skip_bad_images (bool): Leave out (with a logged list) images that
+            are unreadable, truncated or not of their ``<size>``, instead of
+            raising ``ValueError`` listing them. A ``<size>`` of 0 is replaced
+            by the real size.
 
     Returns:
         dict: paths ``{'train': ..., 'val': ...}``.
@@ -84,14 +170,20 @@ def convert_voc_to_coco(voc_root, out_dir, val_ratio=0.2, seed=0,
         raise ValueError(f'no .xml annotation files in {xml_dir}')
     if not 0.0 <= val_ratio < 1.0:
         raise ValueError(f'val_ratio must be in [0, 1), got {val_ratio}')
-    records = [parse_voc_xml(osp.join(xml_dir, f), image_dir)
-               for f in xml_files]
+    records = [dict(parse_voc_xml(osp.join(xml_dir, f), image_dir),
+                    xml_file=f) for f in xml_files]
+    records = _check_images(records, image_dir, skip_bad_images)
     found = sorted({name for r in records for name, _ in r['objects']})
     classes = list(classes) if classes else found
     unknown = sorted(set(found) - set(classes))
     if unknown:
+        where = [r['xml_file'] for r in records
+                 if any(n in unknown for n, _ in r['objects'])]
         raise ValueError(
-            f'{xml_dir}: class names {unknown} are not in classes={classes}')
+            f'{xml_dir}: class names {unknown} are not in classes={classes} '
+            f"(in {', '.join(where[:MAX_LISTED])}"
+            f"{' ...' if len(where) > MAX_LISTED else ''}); add them to "
+            'classes or fix those files')
     cat_ids = {name: i + 1 for i, name in enumerate(classes)}
 
     order = list(range(len(records)))

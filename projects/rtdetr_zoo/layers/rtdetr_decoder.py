@@ -1,6 +1,5 @@
 """The RT-DETR transformer decoder (Zhao et al., CVPR 2024, Sec. 4.3)."""
 import torch
-from torch import nn
 
 from mmdet.models.layers import MLP, DeformableDetrTransformerDecoder
 from mmdet.models.layers.transformer import inverse_sigmoid

@@ -1,0 +1,5 @@
+# Inference-time RIFormer-M36 (token mixers folded into the norms); load a
+# checkpoint converted by tools/deploy/reparam_riformer.py.
+_base_ = '../rtdetr_riformer_m36.py'
+
+model = dict(backbone=dict(deploy=True))

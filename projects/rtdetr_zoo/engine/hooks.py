@@ -1,0 +1,196 @@
+"""Hooks for robust training: start-up checks, non-finite loss reports and
+random states saved with checkpoints for exact resumption."""
+import logging
+import math
+import random
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop, IterBasedTrainLoop
+
+from mmdet.registry import HOOKS
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+@HOOKS.register_module()
+class DatasetCheckHook(Hook):
+    """Checks before training that the model and the datasets agree.
+
+    Raises ``ValueError`` when ``model.bbox_head.num_classes`` differs from
+    the number of ``metainfo['classes']`` of the train (or val) dataset, or
+    when the train and val datasets list different classes, with the value
+    to set. (Category names and ids are checked when the dataset loads, see
+    :class:`rtdetr_zoo.datasets.CheckedCocoDataset`.)
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_train(self, runner):
+        model = _unwrap(runner.model)
+        head = getattr(model, 'bbox_head', None)
+        num_classes = getattr(head, 'num_classes', None)
+        loaders = [('train_dataloader', runner.train_dataloader)]
+        if isinstance(runner._val_loop, BaseLoop):
+            loaders.append(('val_dataloader', runner.val_loop.dataloader))
+        seen = {}
+        for name, loader in loaders:
+            meta = getattr(loader.dataset, 'metainfo', None) or {}
+            classes = meta.get('classes')
+            if classes is None:
+                continue
+            classes = tuple(classes)
+            if num_classes is not None and num_classes != len(classes):
+                raise ValueError(
+                    f'model.bbox_head.num_classes={num_classes} but the '
+                    f'{name} dataset ({type(loader.dataset).__name__}) has '
+                    f'{len(classes)} classes {classes[:8]}'
+                    f"{' ...' if len(classes) > 8 else ''}: set "
+                    f'model.bbox_head.num_classes={len(classes)}, or fix '
+                    'metainfo.classes of the dataset')
+            for other, other_classes in seen.items():
+                if other_classes != classes:
+                    raise ValueError(
+                        f'the {other} dataset has classes {other_classes} but '
+                        f'the {name} dataset has {classes}; give both the '
+                        'same metainfo.classes')
+            seen[name] = classes
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Names the loss terms that were NaN or infinite, and the iteration.
+
+    Works with any optimizer wrapper; with
+    :class:`~rtdetr_zoo.engine.NonFiniteGuardOptimWrapper` the message also
+    says that the step was skipped, with a plain ``OptimWrapper`` it warns
+    that the parameters were updated with the non-finite values.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        bad = {}
+        for name, value in (outputs or {}).items():
+            value = float(value.detach().float().sum()) if isinstance(
+                value, torch.Tensor) else value
+            if isinstance(value, float) and not math.isfinite(value):
+                bad[name] = value
+        if not bad:
+            return
+        terms = ', '.join(f'{k}={v}' for k, v in bad.items())
+        if getattr(runner.optim_wrapper, 'last_step_skipped', False):
+            action = 'the optimizer step was skipped'
+        elif hasattr(runner.optim_wrapper, 'last_step_skipped'):
+            action = 'the gradients were finite and the step was taken'
+        else:
+            action = ('the parameters were updated with them (use '
+                      "optim_wrapper=dict(type='NonFiniteGuardOptimWrapper') "
+                      'to skip such steps)')
+        print_log(f'Iter {runner.iter + 1}: non-finite loss terms {terms}; '
+                  f'{action}', logger='current', level=logging.WARNING)
+
+
+def get_random_state():
+    """The Python, NumPy and torch (CPU and CUDA) random states."""
+    state = dict(python=random.getstate(), numpy=np.random.get_state(),
+                 torch=torch.get_rng_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_random_state(state):
+    """Restore a state returned by :func:`get_random_state`."""
+    random.setstate(state['python'])
+    np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _batch_augments(runner):
+    preprocessor = getattr(_unwrap(runner.model), 'data_preprocessor', None)
+    return list(getattr(preprocessor, 'batch_augments', None) or [])
+
+
+class _RestoreAfterSkip:
+    """Iterator proxy: after ``skip`` batches, restores the random state
+    before the next batch is loaded, then puts the plain iterator back."""
+
+    def __init__(self, loop, skip, state):
+        self._loop = loop
+        self._inner = loop.dataloader_iterator
+        self._skip = skip
+        self._state = state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._skip > 0:
+            self._skip -= 1
+        else:
+            set_random_state(self._state)
+            self._loop.dataloader_iterator = self._inner
+        return next(self._inner)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+@HOOKS.register_module()
+class RandomStateHook(Hook):
+    """Saves the random states in checkpoints and restores them on resume.
+
+    mmengine resumes the weights, optimizer, schedulers, EMA and iteration
+    counter but not the random generators, so the augmentations and the
+    denoising noise after a resume differ from the uninterrupted run's; nor
+    the input size that ``BatchSyncRandomResize`` drew at the saved iteration
+    for the next one (the first iteration after a resume would use the
+    pipeline's size). Both are saved under ``checkpoint['random_state']``. With
+    this hook the losses after ``--resume`` match the uninterrupted run
+    exactly (single process, deterministic ops). An ``IterBasedTrainLoop``
+    first replays the data loader up to the saved iteration (which draws
+    random numbers), so the state is restored right before the first new
+    batch is loaded. Checkpoints are written by rank 0 only, so with several
+    processes every rank continues from rank 0's state.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self):
+        self._pending = None
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint['random_state'] = dict(
+            get_random_state(),
+            batch_augment_sizes=[getattr(aug, '_input_size', None)
+                                 for aug in _batch_augments(runner)])
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        if getattr(runner, '_resume', False) and 'random_state' in checkpoint:
+            self._pending = checkpoint['random_state']
+
+    def before_train(self, runner):
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        sizes = state.get('batch_augment_sizes', [])
+        for aug, size in zip(_batch_augments(runner), sizes):
+            if size is not None and hasattr(aug, '_input_size'):
+                aug._input_size = size
+        loop = runner.train_loop
+        if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
+            loop.dataloader_iterator = _RestoreAfterSkip(loop, loop.iter,
+                                                         state)
+        else:
+            set_random_state(state)
+        print_log('Random states restored from the checkpoint',
+                  logger='current')
