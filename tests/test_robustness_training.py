@@ -204,6 +204,10 @@ def test_amp_bf16_on_messy_data_skips_injected_nan(messy_root, tmp_path,
         'optim_wrapper.type': 'NonFiniteGuardAmpOptimWrapper',
         'optim_wrapper.dtype': 'bfloat16',
         'default_hooks.checkpoint.interval': 100,
+        # The visualizer is a process-wide singleton per name: a fresh name
+        # makes this run log its scalars into its own work dir even when an
+        # earlier test built a Runner in the same process.
+        'visualizer.name': f'visualizer_{tmp_path.name}',
     })
     runner = Runner.from_cfg(cfg)
     inject = _InjectNaN(at=2)
