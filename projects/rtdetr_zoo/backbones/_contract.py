@@ -45,6 +45,23 @@ class BackboneContractMixin:
                     module.eval()
         return self
 
+    def init_weights_or_load_pretrained(self, default_init):
+        """``init_weights`` for backbones with their own default init.
+
+        A ``Pretrained`` init_cfg is loaded by :meth:`load_pretrained`;
+        otherwise ``default_init()`` runs, followed by any other init_cfg.
+        """
+        if self.init_cfg is not None and self.init_cfg.get(
+                'type') == 'Pretrained':
+            self.load_pretrained(self.init_cfg)
+            self._is_init = True
+            return
+        default_init()
+        if self.init_cfg is None:
+            self._is_init = True
+        else:
+            BaseModule.init_weights(self)
+
     def convert_pretrained(self, state_dict):
         """Map a foreign checkpoint layout to ours (identity by default)."""
         return state_dict

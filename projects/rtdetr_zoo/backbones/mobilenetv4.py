@@ -529,11 +529,9 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
     def init_weights(self):
         """Load a ``Pretrained`` init_cfg; otherwise Kaiming (fan-out) convs,
         unit BN, Xavier attention projections, then any other init_cfg."""
-        if self.init_cfg is not None and self.init_cfg.get(
-                'type') == 'Pretrained':
-            self.load_pretrained(self.init_cfg)
-            self._is_init = True
-            return
+        self.init_weights_or_load_pretrained(self._default_init)
+
+    def _default_init(self):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 kaiming_init(module, mode='fan_out', nonlinearity='relu')
@@ -542,10 +540,6 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
         for module in self.modules():
             if isinstance(module, MultiQueryAttention2d):
                 module.reset_parameters()
-        if self.init_cfg is None:
-            self._is_init = True
-        else:
-            super().init_weights()
 
     def convert_pretrained(self, state_dict):
         """Accept timm ``mobilenetv4_*`` checkpoints (key mapping)."""

@@ -271,20 +271,14 @@ class RMT(BackboneContractMixin, BaseModule):
         """Load a ``Pretrained`` init_cfg, else the official init (Linear
         trunc-normal std 0.02, LayerNorm 1/0) followed by any other
         init_cfg."""
-        if self.init_cfg is not None and self.init_cfg.get(
-                'type') == 'Pretrained':
-            self.load_pretrained(self.init_cfg)
-            self._is_init = True
-            return
+        self.init_weights_or_load_pretrained(self._default_init)
+
+    def _default_init(self):
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 trunc_normal_init(module, std=0.02, bias=0.0)
             elif isinstance(module, nn.LayerNorm):
                 constant_init(module, 1.0, bias=0.0)
-        if self.init_cfg is None:
-            self._is_init = True
-        else:
-            super().init_weights()
 
     def convert_pretrained(self, state_dict):
         """Accept checkpoints in the official RMT layout (key mapping)."""
