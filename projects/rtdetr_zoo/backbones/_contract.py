@@ -15,6 +15,26 @@ class BackboneContractMixin:
     :meth:`_freeze_stages` at the end of ``__init__``.
     """
 
+    def set_stage_args(self, out_indices, frozen_stages, num_stages):
+        """Validate and store ``out_indices`` and ``frozen_stages``.
+
+        ``out_indices`` must be a non-empty subset of ``0..num_stages - 1``
+        and ``frozen_stages`` in ``-1..num_stages``; the error names the
+        backbone, the argument and the bad value.
+        """
+        name = type(self).__name__
+        out_indices = tuple(out_indices)
+        bad = [i for i in out_indices if not 0 <= i < num_stages]
+        if bad or not out_indices:
+            raise ValueError(
+                f'{name} out_indices must be a non-empty subset of '
+                f'0..{num_stages - 1}, got {out_indices}')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'{name} frozen_stages must be in '
+                             f'-1..{num_stages}, got {frozen_stages}')
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+
     def frozen_modules(self):
         if self.frozen_stages < 0:
             return []

@@ -81,18 +81,7 @@ class CCRINet(BackboneContractMixin, BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg)
         depth, width, max_channels = self._parse_arch(arch)
-        out_indices = tuple(out_indices)
-        bad = [i for i in out_indices if not 0 <= i < len(STRIDES)]
-        if bad or not out_indices:
-            raise ValueError(
-                f'CCRINet out_indices must be a non-empty subset of 0..3 '
-                f'(strides 4/8/16/32), got {out_indices}')
-        if not -1 <= frozen_stages <= len(STRIDES):
-            raise ValueError(
-                f'CCRINet frozen_stages must be in -1..{len(STRIDES)}, got '
-                f'{frozen_stages}')
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
+        self.set_stage_args(out_indices, frozen_stages, len(STRIDES))
         self.norm_eval = norm_eval
 
         def channels(c):

@@ -120,12 +120,7 @@ class HGNetv2(BackboneContractMixin, BaseModule):
                     f'a dict, got {arch!r}')
             arch = self.arch_zoo[arch]
         stages = arch['stages']
-        bad = [i for i in out_indices if not 0 <= i < len(stages)]
-        if bad:
-            raise ValueError(
-                f'HGNetv2 out_indices must be in 0..{len(stages) - 1}, got {bad}')
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
+        self.set_stage_args(out_indices, frozen_stages, len(stages))
         self.norm_eval = norm_eval
         self.stem = HGStem(*arch['stem'])
         self.stages = nn.ModuleList()

@@ -438,14 +438,7 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
         if missing:
             raise KeyError(f'MobileNetV4 arch dict lacks {sorted(missing)}')
         stages = arch['stages']
-        out_indices = tuple(out_indices)
-        bad = [i for i in out_indices if not 0 <= i < len(stages)]
-        if not out_indices or bad:
-            raise ValueError(
-                f'MobileNetV4 out_indices must be a non-empty subset of '
-                f'0..{len(stages) - 1}, got {list(out_indices)}')
-        self.out_indices = out_indices
-        self.frozen_stages = frozen_stages
+        self.set_stage_args(out_indices, frozen_stages, len(stages))
         self.norm_eval = norm_eval
         act_cfg = act_cfg or arch.get('act_cfg', dict(type='ReLU'))
         layer_scale = arch.get('layer_scale_init_value')

@@ -92,16 +92,9 @@ class ResNetVd(BackboneContractMixin, BaseModule):
             raise ValueError(
                 f'ResNetVd depth must be one of {sorted(self.arch_settings)}, '
                 f'got {depth}')
-        bad = [i for i in out_indices if not 0 <= i < 4]
-        if bad:
-            raise ValueError(f'ResNetVd out_indices must be in 0..3, got {bad}')
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(
-                f'ResNetVd frozen_stages must be in -1..4, got {frozen_stages}')
+        self.set_stage_args(out_indices, frozen_stages, 4)
         block, counts = self.arch_settings[depth]
         self.depth = depth
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.stem = nn.Sequential(
             conv_bn(3, 32, 3, 2, act_cfg=RELU),

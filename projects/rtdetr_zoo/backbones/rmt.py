@@ -209,21 +209,13 @@ class RMT(BackboneContractMixin, BaseModule):
         dims = settings['embed_dims']
         depths = settings['depths']
         num_stages = len(depths)
-        bad = [i for i in out_indices if not 0 <= i < num_stages]
-        if bad or not out_indices:
-            raise ValueError(f'RMT out_indices must be a non-empty subset of '
-                             f'0..{num_stages - 1}, got {tuple(out_indices)}')
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'RMT frozen_stages must be in -1..{num_stages}, '
-                             f'got {frozen_stages}')
+        self.set_stage_args(out_indices, frozen_stages, num_stages)
         if drop_path_rate is None:
             drop_path_rate = settings['drop_path_rate']
         if not 0 <= drop_path_rate < 1:
             raise ValueError(
                 f'RMT drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.arch_settings = settings
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.out_norm = out_norm
 
