@@ -31,13 +31,11 @@ import time
 
 import psutil
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
-from mmengine.utils import import_modules_from_strings
 
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from rtdetr_zoo.deploy import load_detector
 
 
 def parse_args():
@@ -73,15 +71,8 @@ def input_shape(shape):
 
 def build_model(config, part, cfg_options=None):
     """Build ``config``'s model (eval mode) or its backbone on the CPU."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(cfg.model)
-    model = model.backbone if part == 'backbone' else model
-    return model.eval()
+    model = load_detector(config, cfg_options=cfg_options)
+    return model.backbone if part == 'backbone' else model
 
 
 def make_inputs(model, part, batch, height, width, seed=0):
