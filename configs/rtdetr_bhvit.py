@@ -1,22 +1,10 @@
-# RT-DETR with BHViT's MSGDC token mixer and CCRI blocks: the seed's
-# Ultralytics YAML (scale `l`: depth 1.0, width 1.0, max_channels 512) on the
-# RT-DETR-L head. Backbone CCRINet (stride-4 MSGDC token mixer, then
-# 4/4/2 CCRI blocks with MSGDC bottlenecks at strides 8/16/32, channels
-# 256/512/512). The seed's neck is RT-DETR-L's with 2 (not 3) blocks per CSP
-# fusion block (its `RepC4` x 2, mapped to CSPRepLayer with 2 RepVGG blocks:
-# depth_mult = 2/3). See docs/bhvit.md. No ImageNet weights exist for this
-# backbone, so it trains from scratch at the full learning rate.
-_base_ = './rtdetr_hgnetv2_l_coco.py'
-
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='CCRINet',
-        arch='l',
-        out_indices=(1, 2, 3),
-        frozen_stages=-1,
-        norm_eval=False),
-    neck=dict(in_channels=[256, 512, 512], depth_mult=2 / 3))
+# RT-DETR-BHViT (_base_/models/rtdetr_bhvit.py) on COCO. No ImageNet weights
+# exist for its backbone, so it trains from scratch at the full learning rate.
+#   python tools/train.py configs/rtdetr_bhvit.py
+_base_ = [
+    './_base_/models/rtdetr_bhvit.py', './_base_/datasets/coco_detection.py',
+    './_base_/schedules/rtdetr_6x.py', './_base_/default_runtime.py'
+]
 
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))

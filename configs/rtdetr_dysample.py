@@ -1,11 +1,7 @@
-# RT-DETR-L with DySample (Liu et al., ICCV 2023) as the hybrid encoder's
-# top-down up-sampler: the seeds' Ultralytics `rtdetr-l-DySample`. Both x2
-# up-samplings of the CCFM use DySample (lp style, 4 groups, static range
-# factor), adding 2 x 8,224 parameters to RT-DETR-L.
-_base_ = './rtdetr_hgnetv2_l_coco.py'
+# RT-DETR-L (configs/rtdetr_hgnetv2_l_coco.py) with DySample
+# (_base_/models/dysample.py) as both x2 up-samplings of the hybrid encoder:
+# the seeds' Ultralytics `rtdetr-l-DySample` (+2 x 8,224 parameters).
+#   python tools/train.py configs/rtdetr_dysample.py
+_base_ = ['./rtdetr_hgnetv2_l_coco.py', './_base_/models/dysample.py']
 
-model = dict(
-    neck=dict(
-        upsample_cfg=dict(
-            _delete_=True, type='DySample', scale=2, style='lp', groups=4,
-            dyscope=False)))
+model = dict(neck=dict(upsample_cfg=dict(_delete_=True, **_base_.dysample)))

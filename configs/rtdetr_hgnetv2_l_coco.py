@@ -1,7 +1,7 @@
-# RT-DETR-L: HGNetv2-L backbone (the seeds' Ultralytics `rtdetr-l`).
-_base_ = './rtdetr_r50vd_coco.py'
-
-model = dict(
-    backbone=dict(
-        _delete_=True, type='HGNetv2', arch='L', out_indices=(1, 2, 3),
-        frozen_stages=0, norm_eval=True))
+# RT-DETR-L: HGNetv2-L backbone (_base_/models/rtdetr_hgnetv2_l.py) on COCO.
+#   python tools/train.py configs/rtdetr_hgnetv2_l_coco.py
+_base_ = [
+    './_base_/models/rtdetr_hgnetv2_l.py',
+    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_6x.py',
+    './_base_/default_runtime.py'
+]

@@ -1,9 +1,8 @@
-# RT-DETR-R18vd with DySample (lp, 4 groups, static) replacing the nearest x2
-# up-sampling in both top-down steps of the hybrid encoder (+2 x 8,224 params).
-_base_ = './rtdetr_r18vd_coco.py'
-
-model = dict(
-    neck=dict(
-        upsample_cfg=dict(
-            _delete_=True, type='DySample', scale=2, style='lp', groups=4,
-            dyscope=False)))
+# RT-DETR-R18vd + DySample up-sampling (_base_/models/rtdetr_r18vd_dysample.py)
+# on COCO.
+#   python tools/train.py configs/rtdetr_r18vd_dysample.py
+_base_ = [
+    './_base_/models/rtdetr_r18vd_dysample.py',
+    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_6x.py',
+    './_base_/default_runtime.py'
+]

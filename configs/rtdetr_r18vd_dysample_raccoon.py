@@ -1,9 +1,8 @@
-# RT-DETR-R18vd + DySample up-sampling on the shipped raccoon data (CPU-sized).
+# RT-DETR-R18vd + DySample (_base_/models/rtdetr_r18vd_dysample.py) on the
+# shipped raccoon data, CPU-sized (_base_/raccoon_setting.py).
 #   python tools/train.py configs/rtdetr_r18vd_dysample_raccoon.py
-_base_ = './rtdetr_r18vd_raccoon.py'
+_base_ = [
+    './_base_/models/rtdetr_r18vd_dysample.py', './_base_/raccoon_setting.py'
+]
 
-model = dict(
-    neck=dict(
-        upsample_cfg=dict(
-            _delete_=True, type='DySample', scale=2, style='lp', groups=4,
-            dyscope=False)))
+model = _base_.raccoon_model

@@ -1,41 +1,6 @@
-# RT-DETR-R18vd on the shipped raccoon data (1 class), sized for a CPU:
-# 320 px, 100 queries, 20 epochs of 40 iterations, short warm-up. No
-# pretrained weights can be downloaded here, so the backbone trains from
-# scratch at the full learning rate (set `load_from` / the backbone's
-# `init_cfg` to start from ImageNet or COCO weights instead).
+# RT-DETR-R18vd (_base_/models/rtdetr_r18vd.py) on the shipped raccoon data,
+# CPU-sized (_base_/raccoon_setting.py).
 #   python tools/train.py configs/rtdetr_r18vd_raccoon.py
-_base_ = [
-    './_base_/models/rtdetr_r50vd.py', './_base_/datasets/raccoon_detection.py',
-    './_base_/schedules/rtdetr_6x.py', './_base_/default_runtime.py'
-]
+_base_ = ['./_base_/models/rtdetr_r18vd.py', './_base_/raccoon_setting.py']
 
-model = dict(
-    num_queries=100,
-    data_preprocessor=dict(batch_augments=[
-        dict(type='BatchSyncRandomResize', random_size_range=(256, 384),
-             size_divisor=32, interval=1)
-    ]),
-    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False),
-    neck=dict(in_channels=[128, 256, 512], expansion=0.5,
-              eval_spatial_size=(320, 320)),
-    decoder=dict(num_layers=3),
-    bbox_head=dict(num_classes=1),
-    dn_cfg=dict(group_cfg=dict(num_dn_queries=50)),
-    test_cfg=dict(max_per_img=100))
-
-max_epochs = 20
-train_cfg = dict(max_epochs=max_epochs, val_interval=5)
-optim_wrapper = dict(
-    optimizer=dict(lr=2e-4),
-    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=40)
-]
-custom_hooks = [
-    dict(type='EMAHook', ema_type='ExpMomentumEMA', momentum=0.001,
-         gamma=200, update_buffers=True, priority=49)
-]
-default_hooks = dict(
-    logger=dict(interval=10),
-    checkpoint=dict(interval=5, max_keep_ckpts=2, save_best='coco/bbox_mAP'))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
+model = _base_.raccoon_model

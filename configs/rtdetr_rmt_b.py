@@ -1,9 +1,12 @@
-# RT-DETR with an RMT-B backbone (layer scale in stages 3-4).
+# RT-DETR with an RMT-B backbone (layer scale in stages 3-4, widths
+# 160/320/512); otherwise as configs/rtdetr_rmt_t.py.
 #   python tools/train.py configs/rtdetr_rmt_b.py
-_base_ = './rtdetr_r50vd_coco.py'
+# ImageNet weights (official release, Baidu Netdisk): download
+# https://pan.baidu.com/s/1ZDNl_broia_fvvlEoTaFhA?pwd=yzge
+# to checkpoints/RMT-B.pth.
+_base_ = './rtdetr_rmt_t.py'
 
 model = dict(
-    backbone=dict(
-        _delete_=True, type='RMT', arch='b', out_indices=(1, 2, 3),
-        frozen_stages=-1, norm_eval=False),
+    backbone=dict(arch='b',
+                  init_cfg=dict(checkpoint='checkpoints/RMT-B.pth')),
     neck=dict(in_channels=[160, 320, 512]))

@@ -1,9 +1,12 @@
-# RT-DETR with an RMT-L backbone (layer scale in stages 3-4).
+# RT-DETR with an RMT-L backbone (layer scale in stages 3-4, widths
+# 224/448/640); otherwise as configs/rtdetr_rmt_t.py.
 #   python tools/train.py configs/rtdetr_rmt_l.py
-_base_ = './rtdetr_r50vd_coco.py'
+# ImageNet weights (official release, Baidu Netdisk): download
+# https://pan.baidu.com/s/1v7QWgAh0TulWOTg4d94KHw?pwd=uewu
+# to checkpoints/RMT-L.pth.
+_base_ = './rtdetr_rmt_t.py'
 
 model = dict(
-    backbone=dict(
-        _delete_=True, type='RMT', arch='l', out_indices=(1, 2, 3),
-        frozen_stages=-1, norm_eval=False),
+    backbone=dict(arch='l',
+                  init_cfg=dict(checkpoint='checkpoints/RMT-L.pth')),
     neck=dict(in_channels=[224, 448, 640]))

@@ -15,21 +15,15 @@ Each image goes through the config's test pipeline and ``model.predict``
 ``--score-thr`` are drawn by mmdet's ``DetLocalVisualizer`` on the original
 image, saved under DIR with the input's file name. Class names and palette
 come from the checkpoint's ``dataset_meta`` (else the config's dataset).
+The work is ``rtdetr_zoo.apis.draw_predictions``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-import mmcv
 from mmengine.config import DictAction
-from mmengine.utils import track_iter_progress
 
-from mmdet.apis import inference_detector, init_detector
-from mmdet.visualization import DetLocalVisualizer
-
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp')
+from rtdetr_zoo.apis import draw_predictions
 
 
 def parse_args(argv=None):
@@ -57,54 +51,11 @@ def parse_args(argv=None):
     return args
 
 
-def list_images(inputs):
-    """``inputs`` itself if it is a file, else the images in the folder
-    (sorted; not recursive)."""
-    if osp.isfile(inputs):
-        return [inputs]
-    images = sorted(
-        osp.join(inputs, name) for name in os.listdir(inputs)
-        if name.lower().endswith(IMAGE_EXTENSIONS))
-    if not images:
-        raise FileNotFoundError(
-            f'no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {inputs}')
-    return images
-
-
-def run_demo(inputs, config, checkpoint, out_dir, score_thr=0.3,
-             device='cpu', cfg_options=None):
-    """Predict and draw every image of ``inputs``.
-
-    Returns:
-        list[tuple[str, DetDataSample]]: output path and prediction of each
-        image (boxes in original-image pixels).
-    """
-    images = list_images(inputs)
-    model = init_detector(config, checkpoint, device=device,
-                          cfg_options=cfg_options)
-    visualizer = DetLocalVisualizer.get_instance('rtdetr_zoo_image_demo')
-    visualizer.dataset_meta = model.dataset_meta
-    os.makedirs(out_dir, exist_ok=True)
-    outputs = []
-    for path in track_iter_progress(images):
-        image = mmcv.imread(path)
-        if image is None:
-            raise ValueError(f'cannot read image {path}')
-        result = inference_detector(model, image)
-        out_file = osp.join(out_dir, osp.basename(path))
-        visualizer.add_datasample(
-            osp.basename(path), mmcv.bgr2rgb(image), data_sample=result,
-            draw_gt=False, show=False, pred_score_thr=score_thr,
-            out_file=out_file)
-        outputs.append((out_file, result))
-    return outputs
-
-
 def main(argv=None):
     args = parse_args(argv)
-    outputs = run_demo(args.inputs, args.config, args.checkpoint,
-                       args.out_dir, args.score_thr, args.device,
-                       args.cfg_options)
+    outputs = draw_predictions(args.inputs, args.config, args.checkpoint,
+                               args.out_dir, args.score_thr, args.device,
+                               args.cfg_options)
     drawn = sum(
         int((result.pred_instances.scores > args.score_thr).sum())
         for _, result in outputs)

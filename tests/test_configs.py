@@ -4,12 +4,18 @@ Detector tests use two images of different, non-square sizes, a batch with
 no ground truth at all, and check that the backward pass gives finite
 gradients. The decoder is shrunk (30 queries, 10 denoising queries) to keep
 this fast on a CPU; everything else is the config's own model.
+
+Model fragments (``configs/_base_/models``) and settings are not configs of
+their own; each raccoon config is its COCO sibling's model in the raccoon
+setting (``configs/_base_/raccoon_setting.py``) and nothing else.
 """
+import copy
 import glob
 import os.path as osp
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from .utils import (CONFIG_DIR, build_detector_from_config, load_config,
                     run_loss_and_predict)
@@ -19,11 +25,49 @@ ALL_CONFIGS = sorted(
     for p in glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True)
     if '_base_' not in p)
 TOP_LEVEL = [c for c in ALL_CONFIGS if '/' not in c]
+RACCOON = [c for c in TOP_LEVEL if c.endswith('_raccoon.py')]
+RACCOON_SETTING = osp.join(CONFIG_DIR, '_base_', 'raccoon_setting.py')
 
 
 def test_configs_found():
     assert 'rtdetr_r18vd_coco.py' in TOP_LEVEL
     assert 'rtdetr_r18vd_raccoon.py' in TOP_LEVEL
+    assert len(RACCOON) >= 6
+
+
+def coco_sibling(name):
+    """``rtdetr_X_raccoon.py`` -> ``rtdetr_X.py`` or ``rtdetr_X_coco.py``."""
+    stem = name[:-len('_raccoon.py')]
+    siblings = [c for c in (stem + '.py', stem + '_coco.py') if c in TOP_LEVEL]
+    assert len(siblings) == 1, name
+    return siblings[0]
+
+
+@pytest.mark.parametrize('name', RACCOON)
+def test_raccoon_config_is_coco_model_in_raccoon_setting(name):
+    """No drift: the raccoon model is the COCO sibling's model (backbone,
+    neck, decoder) with only the raccoon setting's changes merged in, and
+    everything else (data, schedule, hooks) is the raccoon setting's."""
+    raccoon = load_config(name)
+    coco = load_config(coco_sibling(name))
+    setting = Config.fromfile(RACCOON_SETTING)
+    expected = copy.deepcopy(coco.model)
+    expected.merge(setting.raccoon_model)
+    expected, actual = expected.to_dict(), raccoon.model.to_dict()
+    init_cfg = expected['backbone'].get('init_cfg')
+    if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+        # Pretrained backbone weights belong to the COCO setting; the
+        # raccoon setting trains from scratch (offline).
+        del expected['backbone']['init_cfg']
+        actual['backbone'].pop('init_cfg', None)
+    assert actual == expected
+    assert raccoon.model.neck.eval_spatial_size == (320, 320)
+    assert raccoon.model.bbox_head.num_classes == 1
+    assert raccoon.model.decoder.num_layers == 3
+    for key, value in setting.items():
+        assert raccoon[key] == value, key
+    # The remaining keys (model, custom_imports, ...) are the fragment's.
+    assert set(raccoon) - set(setting) <= set(coco)
 
 
 @pytest.mark.parametrize('name', ALL_CONFIGS)

@@ -1,6 +1,8 @@
-"""demo/image_demo.py: draws the predictions on an image and on a folder."""
+"""rtdetr_zoo.apis.draw_predictions and its command line demo/image_demo.py:
+draw the predictions on an image and on a folder."""
 import os.path as osp
 import shutil
+import subprocess
 import sys
 
 import mmcv
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtdetr_zoo.deploy import load_detector
+from rtdetr_zoo.apis import draw_predictions, load_detector
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IMAGE = osp.join(REPO_ROOT, 'data', 'raccoon', 'images', 'raccoon-1.jpg')
@@ -17,7 +19,12 @@ TINY = dict(model=dict(num_queries=20, decoder=dict(num_layers=1),
                        test_cfg=dict(max_per_img=20)))
 OPTIONS = ['model.num_queries=20', 'model.decoder.num_layers=1',
            'model.test_cfg.max_per_img=20']
-sys.path.insert(0, osp.join(REPO_ROOT, 'demo'))
+
+
+def run_demo_cli(*args):
+    return subprocess.run([sys.executable, 'demo/image_demo.py', *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.fixture(scope='module')
@@ -34,8 +41,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_demo_draws_boxes_on_a_folder(checkpoint, tmp_path, capsys):
-    import image_demo
+def test_demo_draws_boxes_on_a_folder(checkpoint, tmp_path):
     folder = tmp_path / 'images'
     folder.mkdir()
     image = mmcv.imread(IMAGE)
@@ -43,15 +49,15 @@ def test_demo_draws_boxes_on_a_folder(checkpoint, tmp_path, capsys):
     shutil.copy(IMAGE, folder / 'b.jpg')
     (folder / 'notes.txt').write_text('not an image')
     out_dir = tmp_path / 'out'
-    argv = [str(folder), CONFIG, checkpoint, '--out-dir', str(out_dir),
-            '--cfg-options', *OPTIONS]
-    assert image_demo.main([*argv, '--score-thr', '0.0']) == 0
+    done = run_demo_cli(str(folder), CONFIG, checkpoint, '--out-dir',
+                        str(out_dir), '--cfg-options', *OPTIONS,
+                        '--score-thr', '0.0')
+    assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out_dir.iterdir()) == ['a.png', 'b.jpg']
-    assert 'wrote 2 image(s) with 40 detection(s)' in capsys.readouterr().out
+    assert 'wrote 2 image(s) with 40 detection(s)' in done.stdout
 
-    outputs = image_demo.run_demo(str(folder / 'a.png'), CONFIG, checkpoint,
-                                  str(out_dir), score_thr=0.0,
-                                  cfg_options=TINY)
+    outputs = draw_predictions(str(folder / 'a.png'), CONFIG, checkpoint,
+                               str(out_dir), score_thr=0.0, cfg_options=TINY)
     (out_file, result), = outputs
     drawn = mmcv.imread(out_file)
     assert drawn.shape == image.shape
@@ -66,8 +72,8 @@ def test_demo_draws_boxes_on_a_folder(checkpoint, tmp_path, capsys):
             assert changed[top:bottom + 1, max(x - 1, 0):x + 2].any()
 
     # Nothing above the threshold: the picture is written unchanged.
-    assert image_demo.main([str(folder / 'a.png'), *argv[1:],
-                            '--score-thr', '1.0']) == 0
+    draw_predictions(str(folder / 'a.png'), CONFIG, checkpoint, str(out_dir),
+                     score_thr=1.0, cfg_options=TINY)
     np.testing.assert_array_equal(mmcv.imread(str(out_dir / 'a.png')), image)
 
 
@@ -76,18 +82,20 @@ def test_demo_draws_boxes_on_a_folder(checkpoint, tmp_path, capsys):
     ('config', 'config file not found'),
     ('checkpoint', 'checkpoint file not found'),
 ])
-def test_demo_missing_inputs(which, message, checkpoint, tmp_path, capsys):
-    import image_demo
+def test_demo_missing_inputs(which, message, checkpoint, tmp_path):
     args = dict(inputs=IMAGE, config=CONFIG, checkpoint=checkpoint)
     args[which] = str(tmp_path / 'missing')
-    with pytest.raises(SystemExit):
-        image_demo.main([args['inputs'], args['config'], args['checkpoint'],
-                         '--out-dir', str(tmp_path / 'out')])
-    assert message in capsys.readouterr().err
+    done = run_demo_cli(args['inputs'], args['config'], args['checkpoint'],
+                        '--out-dir', str(tmp_path / 'out'))
+    assert done.returncode == 2
+    assert message in done.stderr
+    # The package function names the same file.
+    with pytest.raises(FileNotFoundError, match=message):
+        draw_predictions(args['inputs'], args['config'], args['checkpoint'],
+                         str(tmp_path / 'out'), cfg_options=TINY)
 
 
 def test_demo_empty_folder(checkpoint, tmp_path):
-    import image_demo
     with pytest.raises(FileNotFoundError, match='no images'):
-        image_demo.run_demo(str(tmp_path), CONFIG, checkpoint,
-                            str(tmp_path / 'out'), cfg_options=TINY)
+        draw_predictions(str(tmp_path), CONFIG, checkpoint,
+                         str(tmp_path / 'out'), cfg_options=TINY)

@@ -1,22 +1,29 @@
 """ONNX export (end-to-end, NMS-free) and ONNX Runtime parity, the
-benchmark's onnxruntime backend and the model-zoo table tool."""
+benchmark's onnxruntime backend, FLOP counting and the model-zoo table, in
+the package and through their command lines."""
 import os.path as osp
+import subprocess
 import sys
 
 import mmcv
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from mmengine.analysis import complexity_analysis
+from mmengine.logging import MMLogger
 
+from rtdetr_zoo.analysis import (BACKENDS, build_model, make_inputs,
+                                 model_complexity, model_zoo_table,
+                                 run_benchmark)
+from rtdetr_zoo.apis import load_detector
 from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
-                               create_ort_session, export_onnx, load_detector,
-                               run_ort, switch_to_deploy, torch_predict)
+                               create_ort_session, export_onnx, run_ort,
+                               switch_to_deploy, torch_predict)
 from rtdetr_zoo.layers import RepVGGBlock
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IMAGE = osp.join(REPO_ROOT, 'data', 'raccoon', 'images', 'raccoon-1.jpg')
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'deploy'))
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'analysis'))
 
 # Small decoder and query set: the export path (query selection, refinement,
 # top-k) is unchanged, the trace is quicker.
@@ -44,6 +51,12 @@ PRESENT = {
 
 def resized_image(height, width):
     return mmcv.imresize(mmcv.imread(IMAGE), (width, height))
+
+
+def run_tool(*args, timeout=600):
+    """Run a tool script of the repo in a subprocess; returns the process."""
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_required_families_exist():
@@ -75,17 +88,16 @@ def test_export_matches_pytorch(family, tmp_path):
         assert any(name.startswith('backbone') for name in info['deployed'])
 
 
-def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path, capsys):
+def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):
     """The CLI on a non-square size that is not a multiple of 32 (padding
     inside the graph), with a dynamic batch, onnxsim and --check."""
-    import export_onnx as cli
     out = str(tmp_path / 'r18.onnx')
-    assert cli.main([
-        PRESENT['r18vd'], '--out', out, '--shape', '120', '150',
-        '--dynamic-batch', '--simplify', '--check', IMAGE, '--cfg-options',
-        *TINY_OPTIONS
-    ]) == 0
-    assert 'OK' in capsys.readouterr().out
+    done = run_tool(
+        'tools/deploy/export_onnx.py', PRESENT['r18vd'], '--out', out,
+        '--shape', '120', '150', '--dynamic-batch', '--simplify', '--check',
+        IMAGE, '--cfg-options', *TINY_OPTIONS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '-> OK (atol 0.001)' in done.stdout
     image = bgr_to_onnx_input(resized_image(120, 150))
     session = create_ort_session(out)
     single = run_ort(session, image)
@@ -105,12 +117,10 @@ def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path, capsys):
     (['configs/rtdetr_r18vd_coco.py', '--out', 'x.onnx', '--check',
       'missing.jpg'], '--check image not found'),
 ])
-def test_export_cli_errors(argv, message, capsys, monkeypatch):
-    import export_onnx as cli
-    monkeypatch.chdir(REPO_ROOT)
-    with pytest.raises(SystemExit):
-        cli.main(argv)
-    assert message in capsys.readouterr().err
+def test_export_cli_errors(argv, message):
+    done = run_tool('tools/deploy/export_onnx.py', *argv)
+    assert done.returncode == 2
+    assert message in done.stderr
 
 
 def test_export_rejects_old_opset(tmp_path):
@@ -161,8 +171,6 @@ def test_compare_detections_detects_mismatch():
 
 
 def test_benchmark_onnxruntime_backend():
-    from benchmark import BACKENDS, build_model, make_inputs, run_benchmark
-    from mmengine.logging import MMLogger
     model = build_model(PRESENT['r18vd'], 'detector', TINY)
     inputs, samples = make_inputs(model, 'detector', 1, 96, 128)
     runner = BACKENDS['onnxruntime'](model, inputs, samples)
@@ -177,14 +185,13 @@ def test_benchmark_onnxruntime_backend():
 
 def test_model_zoo_table(tmp_path):
     """Params/FLOPs (mmengine counter), eager and ORT latency in one row."""
-    import model_zoo_table
     out = tmp_path / 'zoo.md'
-    assert model_zoo_table.main([
-        '--configs', PRESENT['r18vd'], '--out', str(out), '--shape', '96',
-        '--flops-shape', '96', '--warmup', '0', '--iters', '1',
-        '--cfg-options', *TINY_OPTIONS
-    ]) == 0
-    lines = out.read_text().splitlines()
+    table = model_zoo_table(
+        [PRESENT['r18vd']], str(out), MMLogger.get_instance('test_zoo'),
+        shape=(96, 96), flops_shape=(96, 96), warmup=0, iters=1,
+        cfg_options=TINY)
+    assert out.read_text() == table
+    lines = table.splitlines()
     assert lines[0].startswith('| config | backbone | params (M) | GFLOPs')
     row = [cell.strip() for cell in lines[2].strip('|').split('|')]
     assert row[0] == '`rtdetr_r18vd_coco.py`' and row[1] == 'ResNetVd-18'
@@ -195,30 +202,95 @@ def test_model_zoo_table(tmp_path):
     assert row[6].endswith('x') and row[7] == '–'
 
 
-def test_model_zoo_table_errors(capsys):
-    import model_zoo_table
-    with pytest.raises(SystemExit):
-        model_zoo_table.main(['--configs', 'configs/missing.py'])
-    assert 'config file not found' in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        model_zoo_table.main(['--configs', PRESENT['r18vd'], '--checkpoint',
-                              'no-equals-sign'])
-    assert 'CONFIG=CKPT' in capsys.readouterr().err
+@pytest.mark.parametrize('argv, message', [
+    (['--configs', 'configs/missing.py'], 'config file not found'),
+    (['--checkpoint', 'no-equals-sign'], 'CONFIG=CKPT'),
+])
+def test_model_zoo_table_cli_errors(argv, message):
+    done = run_tool('tools/analysis/model_zoo_table.py', *argv)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_model_zoo_table_refuses_missing_out_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match='--out folder does not'):
+        model_zoo_table([PRESENT['r18vd']], str(tmp_path / 'no' / 'zoo.md'),
+                        MMLogger.get_instance('test_zoo'))
+
+
+class _Attention(torch.nn.Module):
+    """Attention of all L queries on the first 6 positions (S = 6)."""
+
+    def forward(self, q):
+        kv = q[..., :6, :]
+        return F.scaled_dot_product_attention(q, kv, kv)
+
+
+def test_flops_count_sdpa_without_changing_mmengine_defaults():
+    """(B, heads, L, E) = (2, 3, 11, 4) queries on S = 6 keys/values: the
+    handle counts L * S * (E + Ev) per batch and head; mmengine's default
+    handle tables are left as they are."""
+    before = dict(complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS)
+    info = model_complexity(_Attention(), (torch.rand(2, 3, 11, 4), ),
+                            show_table=True)
+    assert info['flops'] == 2 * 3 * 11 * 6 * (4 + 4)
+    assert info['params'] == 0 and '| module' in info['out_table']
+    assert complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS == before
+    assert ('aten::scaled_dot_product_attention'
+            not in complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS)
+
+
+def test_get_flops_and_benchmark_cli():
+    flops = run_tool('tools/analysis/get_flops.py', PRESENT['r18vd'],
+                     '--shape', '64', '--cfg-options', *TINY_OPTIONS)
+    assert flops.returncode == 0, flops.stderr[-3000:]
+    assert 'input: 64x64 image -> tensor 1x3x64x64' in flops.stdout
+    assert 'FLOPs: ' in flops.stdout and 'params: ' in flops.stdout
+    bench = run_tool('tools/analysis/benchmark.py', PRESENT['r18vd'],
+                     '--part', 'backbone', '--shape', '64', '--warmup', '0',
+                     '--iters', '2', '--cfg-options', *TINY_OPTIONS)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    output = bench.stdout + bench.stderr
+    assert '[backbone, pytorch]' in output and 'latency: median' in output
 
 
 def test_load_detector_checkpoint(tmp_path):
     torch.manual_seed(0)
     model = load_detector(PRESENT['r18vd'], None, TINY)
     path = str(tmp_path / 'r18.pth')
-    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    torch.save(dict(meta=dict(dataset_meta=dict(CLASSES=('a', 'b'))),
+                    state_dict={'module.' + k: v
+                                for k, v in model.state_dict().items()}),
+               path)
     torch.manual_seed(1)
     loaded = load_detector(PRESENT['r18vd'], path, TINY)
     assert not loaded.training
+    assert loaded.dataset_meta['classes'] == ('a', 'b')
     for (name, ref), (_, got) in zip(model.state_dict().items(),
                                      loaded.state_dict().items()):
         assert torch.equal(ref, got), name
     two_layers = dict(model=dict(TINY['model'], decoder=dict(num_layers=2)))
-    with pytest.raises(RuntimeError, match='decoder.layers.1'):
+    with pytest.raises(RuntimeError,
+                       match=r'\d+ missing keys .*decoder\.layers\.1'):
         load_detector(PRESENT['r18vd'], path, two_layers)
+    partial = load_detector(PRESENT['r18vd'], path, two_layers, strict=False)
+    assert torch.equal(partial.state_dict()['decoder.layers.0.norms.0.weight'],
+                       model.state_dict()['decoder.layers.0.norms.0.weight'])
     with pytest.raises(FileNotFoundError, match='checkpoint file not found'):
         load_detector(PRESENT['r18vd'], str(tmp_path / 'missing.pth'), TINY)
+    with pytest.raises(FileNotFoundError, match='config file not found'):
+        load_detector(str(tmp_path / 'missing.py'))
+
+
+def test_load_detector_drops_backbone_init_cfg_and_keeps_config():
+    """A Pretrained init_cfg pointing at a URL is dropped (nothing is
+    downloaded, init_weights is never asked to); the caller's Config is not
+    modified."""
+    from rtdetr_zoo.apis import load_config
+    cfg = load_config(PRESENT['r18vd'], TINY)
+    cfg.model.backbone.init_cfg = dict(
+        type='Pretrained', checkpoint='http://127.0.0.1:9/r18.pth')
+    model = load_detector(cfg)
+    assert model.cfg.model.backbone.init_cfg is None
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+    model.init_weights()

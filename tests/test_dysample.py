@@ -4,7 +4,7 @@ import os.path as osp
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.registry import init_default_scope
+from mmengine.registry import RUNNERS, init_default_scope
 
 from mmdet.registry import MODELS
 from rtdetr_zoo.layers import DySample, build_upsample_layer
@@ -153,9 +153,11 @@ def test_build_upsample_layer_injects_in_channels():
     assert MODELS.get('DySample') is DySample
 
 
-def test_hybrid_encoder_with_dysample_odd_sizes():
-    """The encoder's top-down path with DySample at a 97x131 input."""
-    torch.manual_seed(0)
+def test_hybrid_encoder_with_dysample_adds_two_upsamplers():
+    """Both top-down up-samplers are DySample; nothing else changes.
+
+    Shapes and gradients at odd sizes: tests/test_neck_contract.py.
+    """
     common = dict(in_channels=[16, 32, 64], hidden_dim=32, num_heads=4,
                   ffn_dim=64, expansion=0.5)
     neck = HybridEncoder(upsample_cfg=dict(type='DySample'), **common)
@@ -163,15 +165,6 @@ def test_hybrid_encoder_with_dysample_odd_sizes():
     assert all(isinstance(u, DySample) for u in neck.upsamples)
     assert num_params(neck) - num_params(nearest) == 2 * num_params(
         DySample(32))
-    sizes = [(13, 17), (7, 9), (4, 5)]  # ceil(97/s) x ceil(131/s), s=8,16,32
-    feats = [
-        torch.randn(2, c, h, w) for c, (h, w) in zip([16, 32, 64], sizes)
-    ]
-    outs = neck(feats)
-    assert [tuple(o.shape) for o in outs] == [(2, 32, h, w) for h, w in sizes]
-    sum(o.sum() for o in outs).backward()
-    for upsample in neck.upsamples:
-        assert upsample.offset.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('config,baseline', [
@@ -207,8 +200,6 @@ def test_detector_loss_and_predict_odd_sizes():
 
 def test_raccoon_config_trains_a_few_iterations(tmp_path):
     """Three optimiser steps of the raccoon config with the real runner."""
-    from mmengine.runner import Runner
-
     cfg = load_config(
         'rtdetr_r18vd_dysample_raccoon', **{
             'model.num_queries': 30,
@@ -232,7 +223,7 @@ def test_raccoon_config_trains_a_few_iterations(tmp_path):
                                         by_epoch=False)
     cfg.work_dir = str(tmp_path)
     cfg.launcher = 'none'
-    runner = Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg)
     upsample = runner.model.neck.upsamples[0]
     before = upsample.offset.weight.detach().clone()
     runner.train()

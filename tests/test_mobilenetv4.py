@@ -18,7 +18,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import rtdetr_zoo  # noqa: F401  (registers the modules)
-from mmdet.registry import MODELS
 from rtdetr_zoo.backbones.mobilenetv4 import (ARCH_SETTINGS, MobileMQABlock,
                                               MobileNetV4,
                                               MultiQueryAttention2d,
@@ -234,46 +233,12 @@ def test_mqa_block_layer_scale_and_residual():
 
 
 # --------------------------------------------------------------------------
-# mmdet contract
-
-
-def test_frozen_stages_and_norm_eval():
-    model = MobileNetV4('conv_small', frozen_stages=2, norm_eval=False)
-    model.train()
-    frozen = [model.stem, model.stages[0], model.stages[1]]
-    for module in frozen:
-        assert all(not p.requires_grad for p in module.parameters())
-        assert all(not m.training for m in module.modules())
-    assert all(p.requires_grad for p in model.stages[2].parameters())
-    assert model.stages[2].training
-    all_frozen = MobileNetV4('conv_small', frozen_stages=4).train()
-    assert not any(p.requires_grad for p in all_frozen.parameters())
-
-    model = MobileNetV4('conv_small', norm_eval=True).train()
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    before = [bn.running_mean.clone() for bn in bns]
-    model(torch.randn(2, 3, 64, 64))
-    assert all(not bn.training for bn in bns)
-    assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before, bns))
-
-
-def test_out_indices_and_build_from_registry():
-    model = MODELS.build(dict(type='MobileNetV4', arch='hybrid_medium',
-                              out_indices=(1, 2), last_convs=False))
-    assert model.out_channels == [80, 160] and model.out_strides == [8, 16]
-    assert len(model.stages) == 3  # stride-32 stage not built
-    with torch.no_grad():
-        outs = model.eval()(torch.randn(1, 3, 50, 70))
-    assert [tuple(o.shape) for o in outs] == [(1, 80, 7, 9), (1, 160, 4, 5)]
+# Arguments (the backbone contract: tests/test_backbone_contract.py)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match='arch'):
         MobileNetV4('conv_tiny')
-    with pytest.raises(ValueError, match='out_indices'):
-        MobileNetV4('conv_small', out_indices=(4, ))
-    with pytest.raises(ValueError, match='last_convs'):
-        MobileNetV4('conv_small', out_indices=(1, 2))
     arch = dict(ARCH_SETTINGS['conv_small'])
     arch['stages'] = [[('sep', 16, 3, 2)]] + arch['stages'][1:]
     with pytest.raises(ValueError, match='sep'):
@@ -376,7 +341,7 @@ def test_timm_stored_reference_outputs():
 @pytest.mark.parametrize('arch', ['conv_small', 'hybrid_medium',
                                   'hybrid_large'])
 def test_timm_checkpoint_matches_timm_model(arch, tmp_path):
-    timm = pytest.importorskip('timm')
+    import timm
     reference = timm.create_model('mobilenetv4_' + arch).eval()
     keys = [(k, list(v.shape)) for k, v in reference.state_dict().items()]
     state = random_timm_state(keys, seed=2)

@@ -3,16 +3,20 @@
 The fixture (../shared/fixtures/rtdetr_r18vd_official.pt, not in the repo)
 holds the official weights, two input images and the official intermediate
 and final outputs. The official checkpoint is converted with
-tools/model_converters/rtdetr_official_to_mmdet.py and loaded into
+rtdetr_zoo.deploy.convert_official_state_dict (the converter of
+tools/model_converters/rtdetr_official_to_mmdet.py) and loaded into
 configs/rtdetr_r18vd_coco.py.
 """
-import importlib.util
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from mmdet.structures import DetDataSample
+from rtdetr_zoo.deploy import convert_official_state_dict
+from rtdetr_zoo.engine import read_checkpoint
 
 from .utils import REPO_ROOT, build_detector_from_config
 
@@ -26,24 +30,14 @@ pytestmark = pytest.mark.skipif(
     'shared folder beside the repo, which CI always has)')
 
 
-def load_converter():
-    path = osp.join(REPO_ROOT, 'tools', 'model_converters',
-                    'rtdetr_official_to_mmdet.py')
-    spec = importlib.util.spec_from_file_location('rtdetr_converter', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def fixture():
-    return torch.load(FIXTURE, map_location='cpu', weights_only=False)
+    return read_checkpoint(FIXTURE)
 
 
 @pytest.fixture(scope='module')
 def model_and_report(fixture):
-    converter = load_converter()
-    state_dict, dropped = converter.convert(fixture['state_dict'])
+    state_dict, dropped = convert_official_state_dict(fixture['state_dict'])
     model = build_detector_from_config('rtdetr_r18vd_coco', small=False)
     result = model.load_state_dict(state_dict, strict=False)
     model.eval()
@@ -60,6 +54,40 @@ def test_converter_accounts_for_every_tensor(fixture, model_and_report):
     assert len(state_dict) + sum(1 for k in dropped if k in official) == \
         len(official)
     assert list(dropped) == ['decoder.denoising_class_embed.weight[-1]']
+
+
+def test_converter_tool_on_an_official_checkpoint_layout(
+        fixture, model_and_report, tmp_path):
+    """The command line reads the official release layout (weights under
+    ``ema.module``, raw ones under ``model``) and writes the same tensors as
+    the converter function, loadable by the weights-only reader."""
+    src, dst = tmp_path / 'official.pth', tmp_path / 'out' / 'ours.pth'
+    official = fixture['state_dict']
+    torch.save(dict(ema=dict(module=official, updates=7),
+                    model={k: torch.zeros_like(v)
+                           for k, v in official.items()},
+                    last_epoch=71), src)
+    done = subprocess.run(
+        [sys.executable, 'tools/model_converters/rtdetr_official_to_mmdet.py',
+         str(src), str(dst)], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert f'converted {len(official)} official tensors' in output
+    assert 'dropped decoder.denoising_class_embed.weight[-1]' in output
+    written = read_checkpoint(str(dst))
+    assert written['meta'] == dict(converted_from=str(src))
+    expected = model_and_report[1]
+    assert written['state_dict'].keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(written['state_dict'][key], value), key
+
+    missing = subprocess.run(
+        [sys.executable, 'tools/model_converters/rtdetr_official_to_mmdet.py',
+         str(tmp_path / 'missing.pth'), str(dst)], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1
+    assert 'checkpoint file not found' in missing.stderr
 
 
 def test_parameter_count_matches_official(fixture, model_and_report):

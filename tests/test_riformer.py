@@ -6,7 +6,6 @@ tools/deploy/reparam_riformer.py and the deploy configs), the script's error
 messages, and the script end to end on a checkpoint from a short raccoon
 training run (tools/train.py, in a subprocess).
 """
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -15,9 +14,10 @@ import sys
 import pytest
 import torch
 from mmpretrain.models.backbones.riformer import RIFormerBlock
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
+from rtdetr_zoo.deploy import riformer_reparam
+from rtdetr_zoo.engine import read_checkpoint
 
 from .utils import (REPO_ROOT, SMALL_DETECTOR, build_detector_from_config,
                     config_path, make_batch)
@@ -38,15 +38,12 @@ FAST = {
     'model.decoder.num_layers': 1,
     'model.backbone.init_cfg': None,
 }
-SCRIPT = osp.join(REPO_ROOT, 'tools', 'deploy', 'reparam_riformer.py')
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('reparam_riformer', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The logic of tools/deploy/reparam_riformer.py."""
+    return riformer_reparam
 
 
 def build_backbone(**kwargs):
@@ -83,69 +80,33 @@ def max_diff(a, b):
 # ----------------------------------------------------------------------------
 
 
-def test_outputs_strides_and_any_input_size():
-    backbone = build_backbone(arch='s12').eval()
-    assert backbone.out_indices == [2, 4, 6]
+def test_stages_map_onto_mmpretrain_network_positions():
+    """The contract's stage indices (tests/test_backbone_contract.py checks
+    the contract itself) select mmpretrain's network entries 0/2/4/6, each
+    with its own ``norm{position}``; freezing k stages freezes the patch
+    embedding, the first k stages with the patch embeddings in front of
+    them, and their norms."""
+    backbone = build_backbone(arch='s12')
+    assert backbone.out_indices == (1, 2, 3)
     assert backbone.out_channels == [128, 320, 512]
     assert backbone.out_strides == [8, 16, 32]
-    h, w = 97, 131
-    with torch.no_grad():
-        feats = backbone(torch.rand(2, 3, h, w))
-    assert [tuple(f.shape) for f in feats] == [
-        (2, c, -(-h // s), -(-w // s))
-        for c, s in zip(backbone.out_channels, backbone.out_strides)
-    ]
-    m36 = build_backbone(arch='m36')
-    assert m36.out_channels == [192, 384, 768]
-
-
-def test_negative_out_indices_resolved_without_mutating_the_argument():
-    indices = (-5, -3, -1)
-    backbone = build_backbone(arch=TINY_ARCH, out_indices=indices)
-    assert indices == (-5, -3, -1)
-    assert backbone.out_indices == [2, 4, 6]
-    assert backbone.out_channels == [16, 24, 32]
-    all_levels = build_backbone(arch=TINY_ARCH, out_indices=list(range(7)))
-    assert all_levels.out_strides == [4, 8, 8, 16, 16, 32, 32]
-    assert len(all_levels(torch.rand(1, 3, 64, 64))) == 7
-
-
-@pytest.mark.parametrize('bad, match', [
-    ((7, ), r'ints in \[-7, 6\]'),
-    ((2, 2, 6), 'strictly increasing'),
-    ((6, 2), 'strictly increasing'),
-    ((), 'non-empty'),
-])
-def test_bad_out_indices_raise(bad, match):
-    with pytest.raises(ValueError, match=match):
-        build_backbone(arch=TINY_ARCH, out_indices=bad)
-
-
-def test_frozen_stages_follow_mmpretrain_network_positions():
-    backbone = build_backbone(arch=TINY_ARCH, frozen_stages=2)
-    backbone.train()
+    assert {n for n, _ in backbone.named_children()
+            if n.startswith('norm')} == {'norm2', 'norm4', 'norm6'}
+    assert build_backbone(arch='m36').out_channels == [192, 384, 768]
+    backbone = build_backbone(arch=TINY_ARCH, out_indices=(0, 1, 3),
+                              frozen_stages=2).train()
     frozen = [backbone.patch_embed, backbone.network[0], backbone.network[1],
-              backbone.network[2], backbone.norm2]
+              backbone.network[2], backbone.norm0, backbone.norm2]
     for module in frozen:
         assert all(not p.requires_grad for p in module.parameters())
         assert not module.training
     for module in (backbone.network[3], backbone.network[6], backbone.norm6):
         assert all(p.requires_grad for p in module.parameters())
         assert module.training
-    free = build_backbone(arch=TINY_ARCH)
-    assert all(p.requires_grad for p in free.parameters())
 
 
-def test_norm_eval_keeps_batchnorm_in_eval_and_bn_fusion_is_refused():
-    bn = dict(type='BN')
-    backbone = build_backbone(arch=TINY_ARCH, norm_cfg=bn, norm_eval=True)
-    backbone.train()
-    bns = [m for m in backbone.modules() if isinstance(m, _BatchNorm)]
-    assert bns and not any(m.training for m in bns)
-    assert backbone.network[0].training
-    trained = build_backbone(arch=TINY_ARCH, norm_cfg=bn).train()
-    assert all(m.training for m in trained.modules()
-               if isinstance(m, _BatchNorm))
+def test_bn_fusion_is_refused():
+    backbone = build_backbone(arch=TINY_ARCH, norm_cfg=dict(type='BN'))
     with pytest.raises(ValueError, match='BatchNorm'):
         backbone.switch_to_deploy()
 
@@ -155,15 +116,15 @@ def test_loads_an_mmpretrain_classifier_checkpoint(tmp_path):
     ``norm6``) load through ``init_cfg`` with ``prefix='backbone.'``."""
     from mmpretrain.models.backbones import RIFormer as MMPretrainRIFormer
     torch.manual_seed(0)
-    classifier_backbone = MMPretrainRIFormer(arch=TINY_ARCH)
+    classifier_backbone = MMPretrainRIFormer(arch='s12')
     random_riformer_params(classifier_backbone)
     state = {f'backbone.{k}': v
              for k, v in classifier_backbone.state_dict().items()}
-    state['head.fc.weight'] = torch.zeros(10, 32)
+    state['head.fc.weight'] = torch.zeros(10, 512)
     ckpt = str(tmp_path / 'cls.pth')
     torch.save(dict(state_dict=state), ckpt)
     backbone = build_backbone(
-        arch=TINY_ARCH,
+        arch='s12',
         init_cfg=dict(type='Pretrained', checkpoint=ckpt, prefix='backbone.'))
     backbone.init_weights()
     loaded = backbone.state_dict()
@@ -327,7 +288,7 @@ def test_script_end_to_end_on_raccoon_training_checkpoint(tool, tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = work_dir / 'epoch_1.pth'
-    trained = torch.load(ckpt, map_location='cpu', weights_only=False)
+    trained = read_checkpoint(str(ckpt))
     assert trained['meta']['iter'] == 2
     assert 'ema_state_dict' in trained
 

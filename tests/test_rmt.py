@@ -1,6 +1,5 @@
 """Tests of the RMT backbone (Fan et al., CVPR 2024) and its RT-DETR
 configs."""
-import math
 from collections import OrderedDict
 
 import pytest
@@ -89,23 +88,6 @@ def test_named_arch_tiny_forward(arch):
 # Shapes, masks, cache
 
 
-@pytest.mark.parametrize('size', [(97, 131), (64, 33), (30, 30)])
-def test_odd_input_sizes(size):
-    model = tiny_rmt().eval()
-    with torch.no_grad():
-        outs = model(torch.randn(2, 3, *size))
-    for out, stride, channels in zip(outs, (4, 8, 16), (16, 32, 48)):
-        assert out.shape == (2, channels, math.ceil(size[0] / stride),
-                             math.ceil(size[1] / stride))
-
-
-def test_out_indices_subset_and_channels():
-    model = RMT(arch=TINY, out_indices=(2, ))
-    assert model.out_channels == [48] and model.out_strides == [16]
-    outs = model(torch.randn(1, 3, 40, 56))
-    assert len(outs) == 1 and outs[0].shape == (1, 48, 3, 4)
-
-
 def test_decay_masks_values_and_cache():
     decay = ManhattanDecay(32, 4, init_value=2, heads_range=4,
                            decomposed=False)
@@ -128,43 +110,8 @@ def test_decay_masks_values_and_cache():
 
 
 # --------------------------------------------------------------------------
-# Backbone contract
-
-
-def test_frozen_stages_have_no_grad_and_stay_eval():
-    model = tiny_rmt(frozen_stages=2)
-    model.train()
-    frozen = [model.stem, model.stages[0], model.stages[1],
-              model.out_norms['0'], model.out_norms['1']]
-    for module in frozen:
-        assert all(not p.requires_grad for p in module.parameters())
-        assert not any(m.training for m in module.modules())
-    assert all(p.requires_grad for p in model.stages[2].parameters())
-    outs = model(torch.randn(2, 3, 48, 40))
-    sum(o.sum() for o in outs).backward()
-    for module in frozen:
-        assert all(p.grad is None for p in module.parameters())
-    assert model.stages[2].blocks[0].attn.q_proj.weight.grad is not None
-    stem_bn = model.stem[0].bn
-    mean = stem_bn.running_mean.clone()
-    model(torch.randn(2, 3, 48, 40) * 3 + 1)
-    assert torch.equal(stem_bn.running_mean, mean)
-
-
-def test_norm_eval_keeps_bn_statistics():
-    model = tiny_rmt(norm_eval=True)
-    model.train()
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert len(bns) == 4 + 2  # stem + two patch mergings
-    assert not any(bn.training for bn in bns)
-    assert model.stages[2].blocks[0].training
-    before = [bn.running_var.clone() for bn in bns]
-    model(torch.randn(2, 3, 40, 40) * 5)
-    assert all(torch.equal(b, bn.running_var) for b, bn in zip(before, bns))
-    trained = tiny_rmt(norm_eval=False).train()
-    trained(torch.randn(2, 3, 40, 40) * 5)
-    assert not torch.equal(trained.stem[0].bn.running_var,
-                           torch.ones_like(trained.stem[0].bn.running_var))
+# Norms, drop path, checkpointing, arguments (the backbone contract:
+# tests/test_backbone_contract.py)
 
 
 def test_plain_bn_by_default():

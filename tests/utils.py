@@ -1,14 +1,13 @@
-"""Helpers shared by the tests: build a detector from a config, fake batches."""
+"""Helpers shared by the tests: build a detector from a config, fake
+batches."""
 import os.path as osp
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
-import rtdetr_zoo  # noqa: F401  (registers the modules)
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from rtdetr_zoo.apis import load_config as _load_config
+from rtdetr_zoo.apis import load_detector
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
@@ -29,21 +28,22 @@ def config_path(name):
 
 
 def load_config(path, **cfg_options):
-    cfg = Config.fromfile(path if osp.isabs(path) else config_path(path))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+    """The config at ``path`` (absolute, or a name under ``configs/``) with
+    ``cfg_options`` merged."""
+    return _load_config(path if osp.isabs(path) else config_path(path),
+                        cfg_options)
 
 
 def build_detector_from_config(path, small=True, **cfg_options):
-    """Build the ``model`` of a config (with the fast overrides by default)."""
+    """The detector of a config (absolute path or name under ``configs/``),
+    built by ``rtdetr_zoo.apis.load_detector`` with the fast overrides by
+    default, initialised by ``init_weights()`` and in training mode."""
     options = dict(SMALL_DETECTOR) if small else {}
     options.update(cfg_options)
-    cfg = load_config(path, **options)
-    init_default_scope('mmdet')
-    model = MODELS.build(cfg.model)
+    model = load_detector(path if osp.isabs(path) else config_path(path),
+                          cfg_options=options)
     model.init_weights()
-    return model
+    return model.train()
 
 
 def make_batch(model, sizes=((96, 128), (112, 80)), num_gts=(2, 1), seed=0):

@@ -68,6 +68,9 @@ if [ "$(installed_version openmim)" != "0.3.9" ]; then
 else
   log "openmim 0.3.9 already installed"
 fi
+# timm: reference MobileNetV4 for the equivalence tests (and the source of its
+# ImageNet weights' key layout).
+ensure timm 1.0.31
 ensure pytest 9.0.3
 ensure psutil 7.2.2
 # ONNX export and ONNX Runtime inference (tools/deploy/export_onnx.py).

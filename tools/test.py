@@ -8,14 +8,14 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='test config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where the evaluation log goes')
@@ -34,7 +34,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+    for path, what in ((args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise SystemExit(f'error: {what} file not found: {path}')
     setup_cache_size_limit_of_dynamo()
@@ -57,7 +58,9 @@ def main():
               else [cfg.test_evaluator]),
             dict(type='DumpDetResults', out_file_path=args.out)
         ]
-    runner = Runner.from_cfg(cfg)
+    # Honours the config's runner_type (RTDETRRunner in
+    # configs/_base_/default_runtime.py), as mmdet's tools/train.py does.
+    runner = RUNNERS.build(cfg)
     runner.test()
 
 

@@ -8,7 +8,7 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.registry import RUNNERS
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from rtdetr_zoo.engine import setup_cpu_distributed
@@ -18,8 +18,8 @@ AMP_WRAPPERS = {'NonFiniteGuardOptimWrapper': 'NonFiniteGuardAmpOptimWrapper'}
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='train config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: work_dirs/<config name>)')
@@ -70,7 +70,9 @@ def main():
         cfg.load_from = args.resume
     if args.launcher != 'none':
         setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
+    # Honours the config's runner_type (RTDETRRunner in
+    # configs/_base_/default_runtime.py), as mmdet's tools/train.py does.
+    runner = RUNNERS.build(cfg)
     runner.train()
 
 

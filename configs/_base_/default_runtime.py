@@ -1,4 +1,7 @@
 default_scope = 'mmdet'
+# rtdetr_zoo.engine.RTDETRRunner: reads checkpoints (load_from, resume) with
+# torch's weights-only unpickler plus the types mmengine checkpoints carry.
+runner_type = 'RTDETRRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -21,29 +21,19 @@ For each config (random weights; CPU):
   ``*_raccoon`` configs) where ``--checkpoint CONFIG=CKPT`` is given.
 
 Quick run: ``--configs configs/rtdetr_r18vd_coco.py --shape 320 --iters 2
---warmup 1 --flops-shape 320``.
+--warmup 1 --flops-shape 320``. The measurement is
+``rtdetr_zoo.analysis.model_zoo_table``.
 """
 import argparse
 import glob
 import os.path as osp
 import sys
-import tempfile
 
 import torch
-from mmengine.analysis import get_model_complexity_info
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import MMLogger
-from mmengine.runner import Runner
 
-# Run as a script, this file's folder is on sys.path; get_flops registers
-# the FLOP handle of scaled_dot_product_attention on import.
-from benchmark import BACKENDS, build_model, make_inputs, run_benchmark
-from get_flops import DetectorTensorForward
-
-from rtdetr_zoo.deploy import switch_to_deploy
-
-COLUMNS = ('config', 'backbone', 'params (M)', 'GFLOPs', 'eager (ms)',
-           'ORT (ms)', 'ORT speed-up', 'mAP')
+from rtdetr_zoo.analysis import input_shape, model_zoo_table
 
 
 def parse_args(argv=None):
@@ -102,129 +92,16 @@ def parse_args(argv=None):
     return args
 
 
-def square(shape):
-    return (shape[0], shape[0]) if len(shape) == 1 else tuple(shape)
-
-
-def count_complexity(config, shape, cfg_options):
-    """(params, FLOPs) of ``config``'s detector at ``shape`` (H, W)."""
-    model = build_model(config, 'detector', cfg_options)
-    inputs, samples = make_inputs(model, 'detector', 1, *shape)
-    info = get_model_complexity_info(
-        DetectorTensorForward(model, samples), inputs=(inputs, ),
-        show_table=False, show_arch=False)
-    return info['params'], info['flops']
-
-
-def measure_latency(config, shape, cfg_options, backends, warmup, iters,
-                    logger):
-    """Median latency (ms) per backend at batch 1, deploy paths applied."""
-    model = build_model(config, 'detector', cfg_options)
-    switch_to_deploy(model)
-    inputs, samples = make_inputs(model, 'detector', 1, *shape)
-    latency = {}
-    for backend in backends:
-        runner = BACKENDS[backend](model, inputs, samples)
-        stats = run_benchmark(runner, warmup, iters, 1, logger)
-        latency[backend] = stats['median_ms']
-    return latency
-
-
-def evaluate_map(config, checkpoint, cfg_options):
-    """COCO bbox mAP of ``checkpoint`` on ``config``'s test set."""
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    with tempfile.TemporaryDirectory() as work_dir:
-        cfg.work_dir = work_dir
-        cfg.load_from = checkpoint
-        metrics = Runner.from_cfg(cfg).test()
-    key = next((k for k in metrics if k.endswith('bbox_mAP')), None)
-    if key is None:
-        raise KeyError(f'the evaluator of {config} returned no bbox_mAP '
-                       f'(got {sorted(metrics)})')
-    return metrics[key]
-
-
-def backbone_name(config):
-    backbone = Config.fromfile(config).model.backbone
-    for key in ('depth', 'arch', 'variant', 'model_name'):
-        if key in backbone:
-            return f'{backbone["type"]}-{backbone[key]}'
-    return backbone['type']
-
-
-def format_row(row):
-    def num(value, fmt):
-        return '–' if value is None else format(value, fmt)
-
-    speedup = None
-    if row['eager'] is not None and row['ort'] is not None:
-        speedup = row['eager'] / row['ort']
-    return '| ' + ' | '.join([
-        f'`{osp.basename(row["config"])}`', row['backbone'],
-        num(row['params'] and row['params'] / 1e6, '.2f'),
-        num(row['flops'] and row['flops'] / 1e9, '.1f'),
-        num(row['eager'], '.1f'), num(row['ort'], '.1f'),
-        '–' if speedup is None else f'{speedup:.2f}x',
-        num(row['map'] and 100 * row['map'], '.1f')
-    ]) + ' |'
-
-
-def render(rows, args):
-    height, width = square(args.shape)
-    fh, fw = square(args.flops_shape)
-    threads = args.threads or torch.get_num_threads()
-    lines = [
-        '| ' + ' | '.join(COLUMNS) + ' |',
-        '|' + '---|' * len(COLUMNS),
-        *(format_row(row) for row in rows), '',
-        f'Params and GFLOPs (multiply-adds, mmengine counter) at {fh}x{fw} '
-        f'for the model as configured; CPU latency = median of '
-        f'{args.iters} runs (after {args.warmup} warm-up), batch 1, '
-        f'{height}x{width}, {threads} thread(s), deploy paths applied; '
-        f'eager = PyTorch `model.predict`, ORT = ONNX Runtime on the '
-        f'end-to-end graph of `tools/deploy/export_onnx.py`; mAP = COCO '
-        f'bbox mAP (%) on the config\'s test set, only where a checkpoint '
-        f'was given. Random weights for speed and size.'
-    ]
-    return '\n'.join(lines) + '\n'
-
-
 def main(argv=None):
     args = parse_args(argv)
     logger = MMLogger.get_instance('model_zoo_table', log_level='INFO')
     if args.threads:
         torch.set_num_threads(args.threads)
-    backends = ['pytorch'] + ([] if args.no_onnx else ['onnxruntime'])
-    rows = []
-    for index, config in enumerate(args.configs):
-        logger.info(f'[{index + 1}/{len(args.configs)}] {config}')
-        row = dict(config=config, backbone=backbone_name(config),
-                   params=None, flops=None, map=None)
-        if not args.no_flops:
-            row['params'], row['flops'] = count_complexity(
-                config, square(args.flops_shape), args.cfg_options)
-        else:
-            model = build_model(config, 'detector', args.cfg_options)
-            row['params'] = sum(p.numel() for p in model.parameters())
-        latency = measure_latency(config, square(args.shape),
-                                  args.cfg_options, backends, args.warmup,
-                                  args.iters, logger)
-        row['eager'] = latency['pytorch']
-        row['ort'] = latency.get('onnxruntime')
-        checkpoint = args.checkpoints.get(osp.normpath(config))
-        if checkpoint:
-            row['map'] = evaluate_map(config, checkpoint, args.cfg_options)
-        rows.append(row)
-        logger.info(format_row(row))
-    table = render(rows, args)
-    out_dir = osp.dirname(osp.abspath(args.out))
-    if not osp.isdir(out_dir):
-        raise FileNotFoundError(f'--out folder does not exist: {out_dir}')
-    with open(args.out, 'w') as f:
-        f.write(table)
-    logger.info(f'wrote {args.out}:\n{table}')
+    model_zoo_table(
+        args.configs, args.out, logger, shape=input_shape(args.shape),
+        flops_shape=input_shape(args.flops_shape), warmup=args.warmup,
+        iters=args.iters, flops=not args.no_flops, onnx=not args.no_onnx,
+        checkpoints=args.checkpoints, cfg_options=args.cfg_options)
     return 0
 
 

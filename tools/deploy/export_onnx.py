@@ -27,13 +27,11 @@ import argparse
 import os.path as osp
 import sys
 
-import mmcv
 from mmengine.config import DictAction
 
-from rtdetr_zoo.deploy import (DEFAULT_OPSET, bgr_to_onnx_input,
-                               compare_detections, create_ort_session,
-                               default_input_shape, export_onnx,
-                               load_detector, run_ort, torch_predict)
+from rtdetr_zoo.apis import load_detector
+from rtdetr_zoo.deploy import (DEFAULT_OPSET, check_onnx, default_input_shape,
+                               export_onnx)
 
 
 def parse_args(argv=None):
@@ -78,20 +76,6 @@ def parse_args(argv=None):
     if args.check is not None and not osp.isfile(args.check):
         parser.error(f'--check image not found: {args.check}')
     return args
-
-
-def check_onnx(model, onnx_path, image_path, input_shape, atol):
-    """Compare ONNX Runtime with PyTorch on one image; returns the stats."""
-    height, width = input_shape
-    image = mmcv.imread(image_path)
-    if image is None:
-        raise ValueError(f'cannot read image {image_path}')
-    image = mmcv.imresize(image, (width, height))
-    reference = torch_predict(model, image)
-    session = create_ort_session(onnx_path)
-    labels, boxes, scores = run_ort(session, bgr_to_onnx_input(image))
-    return compare_detections(reference, (labels[0], boxes[0], scores[0]),
-                              input_shape, atol=atol)
 
 
 def main(argv=None):

@@ -6,131 +6,14 @@ SRC is a ``torch.save`` file holding the official model's state dict
 (directly, or under ``'ema' -> 'module'``, ``'model'`` or ``'state_dict'``).
 Every source tensor is accounted for: it is renamed to a key of our model,
 or listed as dropped with the reason. Written: ``{'state_dict': ...,
-'meta': {...}}`` loadable by ``load_from`` / ``tools/test.py``.
+'meta': {...}}`` loadable by ``load_from`` / ``tools/test.py``. The
+conversion is ``rtdetr_zoo.deploy.convert_official_checkpoint``.
 """
 import argparse
-import re
 
-import torch
 from mmengine.logging import print_log
 
-# (pattern on the official key, replacement in our model), applied in order;
-# the first match wins. Norm renames (``norm`` -> ``bn``) follow.
-RENAMES = [
-    # ResNet-vd (PResNet) backbone.
-    (r'^backbone\.conv1\.conv1_(\d)\.',
-     lambda m: f'backbone.stem.{int(m[1]) - 1}.'),
-    (r'^backbone\.res_layers\.(\d+)\.blocks\.(\d+)\.short\.conv\.(conv|norm)\.',
-     r'backbone.stages.\1.\2.shortcut.1.\3.'),
-    (r'^backbone\.res_layers\.(\d+)\.blocks\.(\d+)\.short\.conv\.',
-     r'backbone.stages.\1.\2.shortcut.0.conv.'),
-    (r'^backbone\.res_layers\.(\d+)\.blocks\.(\d+)\.short\.norm\.',
-     r'backbone.stages.\1.\2.shortcut.0.norm.'),
-    (r'^backbone\.res_layers\.(\d+)\.blocks\.(\d+)\.branch2([abc])\.',
-     lambda m: f'backbone.stages.{m[1]}.{m[2]}.conv{"abc".index(m[3]) + 1}.'),
-    # Hybrid encoder.
-    (r'^encoder\.input_proj\.(\d+)\.0\.', r'neck.input_proj.\1.conv.'),
-    (r'^encoder\.input_proj\.(\d+)\.1\.', r'neck.input_proj.\1.norm.'),
-    (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.self_attn\.',
-     r'neck.encoder.\1.encoder.layers.\2.self_attn.attn.'),
-    (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.linear1\.',
-     r'neck.encoder.\1.encoder.layers.\2.ffn.layers.0.0.'),
-    (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.linear2\.',
-     r'neck.encoder.\1.encoder.layers.\2.ffn.layers.1.'),
-    (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.norm([12])\.',
-     lambda m: f'neck.encoder.{m[1]}.encoder.layers.{m[2]}.norms.'
-     f'{int(m[3]) - 1}.'),
-    (r'^encoder\.(lateral_convs|fpn_blocks|downsample_convs|pan_blocks)\.',
-     r'neck.\1.'),
-    # Decoder.
-    (r'^decoder\.input_proj\.(\d+)\.', r'input_proj.\1.'),
-    (r'^decoder\.decoder\.layers\.(\d+)\.self_attn\.',
-     r'decoder.layers.\1.self_attn.attn.'),
-    (r'^decoder\.decoder\.layers\.(\d+)\.cross_attn\.',
-     r'decoder.layers.\1.cross_attn.'),
-    (r'^decoder\.decoder\.layers\.(\d+)\.linear1\.',
-     r'decoder.layers.\1.ffn.layers.0.0.'),
-    (r'^decoder\.decoder\.layers\.(\d+)\.linear2\.',
-     r'decoder.layers.\1.ffn.layers.1.'),
-    (r'^decoder\.decoder\.layers\.(\d+)\.norm([123])\.',
-     lambda m: f'decoder.layers.{m[1]}.norms.{int(m[2]) - 1}.'),
-    (r'^decoder\.query_pos_head\.', 'decoder.query_pos_head.'),
-    (r'^decoder\.enc_output\.0\.', 'memory_trans_fc.'),
-    (r'^decoder\.enc_output\.1\.', 'memory_trans_norm.'),
-    (r'^decoder\.dec_score_head\.(\d+)\.', r'bbox_head.cls_branches.\1.'),
-    (r'^decoder\.dec_bbox_head\.(\d+)\.layers\.(\d+)\.',
-     lambda m: f'bbox_head.reg_branches.{m[1]}.{2 * int(m[2])}.'),
-]
-
-
-def _rename(key):
-    for pattern, repl in RENAMES:
-        new, count = re.subn(pattern, repl, key)
-        if count:
-            # ConvNormLayer's ``.norm.`` is mmcv ConvModule's ``.bn.``.
-            if not new.startswith(('decoder.layers', 'neck.encoder')):
-                new = new.replace('.norm.', '.bn.')
-            return new
-    return None
-
-
-def unwrap_state_dict(checkpoint):
-    """The model state dict inside an official checkpoint file."""
-    if 'ema' in checkpoint and 'module' in checkpoint['ema']:
-        return checkpoint['ema']['module']
-    for key in ('model', 'state_dict'):
-        if key in checkpoint and isinstance(checkpoint[key], dict):
-            return checkpoint[key]
-    return checkpoint
-
-
-def convert(official):
-    """Map an official RT-DETR state dict to ours.
-
-    Returns:
-        tuple[dict, dict]: the converted state dict (fp32) and ``dropped``,
-        ``{official_key: reason}`` for every tensor not carried over.
-
-    Raises:
-        KeyError: when an official key has no known mapping (so nothing is
-            silently lost).
-    """
-    converted, dropped, unknown = {}, {}, []
-    num_layers = 1 + max(
-        (int(m[1]) for k in official
-         if (m := re.match(r'decoder\.dec_score_head\.(\d+)\.', k))),
-        default=-1)
-    for key, value in official.items():
-        value = value.float() if value.is_floating_point() else value
-        if key == 'decoder.denoising_class_embed.weight':
-            converted['dn_query_generator.label_embedding.weight'] = \
-                value[:-1].clone()
-            dropped[key + '[-1]'] = (
-                'padding row (padding_idx=num_classes) of the official '
-                'denoising embedding; mmdet\'s CdnQueryGenerator has no '
-                'padding entry')
-            continue
-        if key.startswith('decoder.enc_score_head.'):
-            converted[key.replace('decoder.enc_score_head.',
-                                  f'bbox_head.cls_branches.{num_layers}.')] \
-                = value
-            continue
-        if m := re.match(r'decoder\.enc_bbox_head\.layers\.(\d+)\.(.*)', key):
-            converted[f'bbox_head.reg_branches.{num_layers}.'
-                      f'{2 * int(m[1])}.{m[2]}'] = value
-            continue
-        if re.match(r'decoder\.(anchors|valid_mask)$', key) or \
-                re.match(r'encoder\.pos_embed\d+$', key):
-            dropped[key] = 'cached buffer, recomputed by our model'
-            continue
-        new = _rename(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            converted[new] = value
-    if unknown:
-        raise KeyError(f'no mapping for official keys: {unknown}')
-    return converted, dropped
+from rtdetr_zoo.deploy import convert_official_checkpoint
 
 
 def main():
@@ -140,17 +23,15 @@ def main():
     parser.add_argument('dst', help='output checkpoint for rtdetr_zoo')
     args = parser.parse_args()
     try:
-        checkpoint = torch.load(args.src, map_location='cpu',
-                                weights_only=False)
-    except FileNotFoundError:
-        raise SystemExit(f'error: checkpoint not found: {args.src}') from None
-    official = unwrap_state_dict(checkpoint)
-    state_dict, dropped = convert(official)
-    torch.save(dict(state_dict=state_dict,
-                    meta=dict(converted_from=args.src)), args.dst)
-    print_log(f'converted {len(official)} official tensors into '
-              f'{len(state_dict)} tensors -> {args.dst}', logger='current')
-    for key, reason in dropped.items():
+        report = convert_official_checkpoint(args.src, args.dst)
+    except (OSError, RuntimeError, TypeError, KeyError) as err:
+        # A KeyError's str() is the repr of its message.
+        message = err.args[0] if isinstance(err, KeyError) else err
+        raise SystemExit(f'error: {message}') from None
+    print_log(f'converted {report["num_official"]} official tensors into '
+              f'{report["num_converted"]} tensors -> {args.dst}',
+              logger='current')
+    for key, reason in report['dropped'].items():
         print_log(f'dropped {key}: {reason}', logger='current')
 
 

@@ -1,7 +1,7 @@
 # The raccoon demo data shipped in data/raccoon (200 images, Pascal VOC,
 # MIT licence), converted to COCO json on first use into the git-ignored
 # data/raccoon/coco/ (160 train / 40 val, reproducible split). CPU-sized:
-# 320x320 images (multi-scale 256-384 is set in the raccoon model config).
+# 320x320 images (multi-scale 256-384 is set in ../raccoon_setting.py).
 dataset_type = 'VOCAsCocoDataset'
 data_root = 'data/raccoon/'
 metainfo = dict(classes=('raccoon', ), palette=[(220, 20, 60)])

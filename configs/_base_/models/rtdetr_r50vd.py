@@ -1,5 +1,8 @@
 # RT-DETR-R50vd (Zhao et al., CVPR 2024): ResNet-50-vd, hybrid encoder,
-# 6-layer decoder, 300 queries, 100 denoising queries.
+# 6-layer decoder, 300 queries, 100 denoising queries. The backbone starts
+# from the ImageNet weights the official RT-DETR code downloads for PResNet
+# (lyuwenyu/RT-DETR, src/nn/backbone/presnet.py; its layout is converted on
+# load).
 custom_imports = dict(imports=['rtdetr_zoo'], allow_failed_imports=False)
 
 model = dict(
@@ -23,7 +26,11 @@ model = dict(
         depth=50,
         out_indices=(1, 2, 3),
         frozen_stages=0,
-        norm_eval=True),
+        norm_eval=True,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/lyuwenyu/storage/releases/download/'
+            'v0.1/ResNet50_vd_ssld_v2_pretrained_from_paddle.pth')),
     neck=dict(
         type='HybridEncoder',
         in_channels=[512, 1024, 2048],

@@ -1,4 +1,6 @@
-"""Backbones: RT-DETR baselines and the zoo."""
+"""Backbones: RT-DETR baselines and the zoo, all under one contract
+(:class:`BackboneContract`, see ``base.py``)."""
+from .base import BackboneContract  # noqa: F401
 from .hgnetv2 import HGNetv2  # noqa: F401
 from .resnet_vd import ResNetVd  # noqa: F401
 from .riformer import RIFormer  # noqa: F401

@@ -26,7 +26,7 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 
 from ..layers.msgdc import CCRI, MSGDC
-from ._contract import BackboneContractMixin
+from .base import BackboneContract
 
 # Ultralytics scales of the seed's YAML: [depth, width, max_channels].
 ARCH_SCALES = {
@@ -43,7 +43,7 @@ STRIDES = (4, 8, 16, 32)
 
 
 @MODELS.register_module()
-class CCRINet(BackboneContractMixin, BaseModule):
+class CCRINet(BackboneContract, BaseModule):
     """MSGDC + CCRI backbone (the seed's RT-DETR "BHViT token mixer" model).
 
     Args:
@@ -51,8 +51,8 @@ class CCRINet(BackboneContractMixin, BaseModule):
             ``'l'`` (the seed's) or ``'x'``, or a dict with ``depth``,
             ``width`` and ``max_channels``. Defaults to ``'l'``.
         in_channels (int): Image channels. Defaults to 3.
-        out_indices (Sequence[int]): Stages to return, 0-3 at strides
-            4/8/16/32. Defaults to (1, 2, 3).
+        out_indices (Sequence[int]): Stages to return (0-based, negatives
+            count from the end), strides 4/8/16/32. Defaults to (1, 2, 3).
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
             stages (-1: nothing, 0: the stem only, 4: everything).
         norm_eval (bool): Keep every BN layer in eval mode while training
@@ -74,6 +74,8 @@ class CCRINet(BackboneContractMixin, BaseModule):
     For ``'l'``: channels (128, 256, 512, 512) at strides (4, 8, 16, 32).
     """
 
+    smallest_cfg = dict(arch='n')
+
     def __init__(self, arch='l', in_channels=3, out_indices=(1, 2, 3),
                  frozen_stages=-1, norm_eval=False, ccri_cfg=None,
                  mixer_norm_cfg=dict(type='LN', eps=1e-6),
@@ -81,8 +83,8 @@ class CCRINet(BackboneContractMixin, BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg)
         depth, width, max_channels = self._parse_arch(arch)
-        self.set_stage_args(out_indices, frozen_stages, len(STRIDES))
-        self.norm_eval = norm_eval
+        self.set_stage_args(out_indices, frozen_stages, norm_eval,
+                            len(STRIDES))
 
         def channels(c):
             return math.ceil(min(c, max_channels) * width / 8) * 8
@@ -119,9 +121,8 @@ class CCRINet(BackboneContractMixin, BaseModule):
                      **block_cfg)))
             all_channels.append(cout)
             cin = cout
-        self.out_channels = [all_channels[i] for i in out_indices]
-        self.out_strides = [STRIDES[i] for i in out_indices]
-        self._freeze_stages()
+        self.set_feature_info(all_channels, STRIDES)
+        self.apply_frozen_stages()
 
     @staticmethod
     def _parse_arch(arch):

@@ -5,6 +5,9 @@ by RT-DETR, Zhao et al., CVPR 2024): an HG stem, then four stages of
 HG blocks (a chain of convs whose outputs are all concatenated, squeezed and
 excited by 1x1 convs), with depthwise stride-2 convs between the stages.
 """
+import re
+from collections import OrderedDict
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -13,9 +16,43 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 
 from ..layers import conv_bn
-from ._contract import BackboneContractMixin
+from .base import BackboneContract
 
 RELU = dict(type='ReLU')
+
+
+def is_official_hgnetv2_layout(state_dict):
+    """Whether a state dict uses the official RT-DETR ``HGNetv2`` key names
+    (``stages.s.blocks.b.layers.l``, ``aggregation_*_conv``)."""
+    return any(re.match(r'stages\.\d+\.(blocks|downsample)\.', k)
+               for k in state_dict)
+
+
+def convert_official_hgnetv2(state_dict, downsample_stages):
+    """Map the official RT-DETR ``HGNetv2`` layout (lyuwenyu/RT-DETR, e.g.
+    ``PPHGNetV2_L_ssld_pretrained_from_paddle.pth``) onto :class:`HGNetv2`.
+
+    ``stem.stem2{a,b}.conv.1`` (padding + conv) -> ``stem.stem2{a,b}.conv``;
+    ``stages.s.downsample`` -> ``stages.s.0``; ``stages.s.blocks.b`` ->
+    ``stages.s.(b + 1 if s has a down-sampling conv else b)`` with
+    ``layers`` -> ``convs``, ``aggregation_squeeze_conv`` -> ``squeeze``,
+    ``aggregation_excitation_conv`` -> ``excite``. Other keys are kept, so
+    that loading reports them as unexpected.
+    """
+    converted = OrderedDict()
+    for key, value in state_dict.items():
+        new = re.sub(r'^stem\.(stem2[ab])\.conv\.1\.', r'stem.\1.conv.', key)
+        new = re.sub(r'^stages\.(\d+)\.downsample\.', r'stages.\1.0.', new)
+        match = re.match(r'stages\.(\d+)\.blocks\.(\d+)\.(.+)$', new)
+        if match:
+            stage, block, rest = int(match[1]), int(match[2]), match[3]
+            block += 1 if stage in downsample_stages else 0
+            rest = re.sub(r'^layers\.', 'convs.', rest)
+            rest = rest.replace('aggregation_squeeze_conv.', 'squeeze.')
+            rest = rest.replace('aggregation_excitation_conv.', 'excite.')
+            new = f'stages.{stage}.{block}.{rest}'
+        converted[new] = value
+    return converted
 
 
 class HGStem(nn.Module):
@@ -24,13 +61,15 @@ class HGStem(nn.Module):
     (B, 3, H, W) -> (B, out_channels, ceil(H / 4), ceil(W / 4)).
     """
 
-    def __init__(self, in_channels, mid_channels, out_channels):
+    def __init__(self, in_channels, mid_channels, out_channels,
+                 norm_cfg=dict(type='BN')):
         super().__init__()
-        self.stem1 = conv_bn(in_channels, mid_channels, 3, 2, act_cfg=RELU)
-        self.stem2a = conv_bn(mid_channels, mid_channels // 2, 2, act_cfg=RELU)
-        self.stem2b = conv_bn(mid_channels // 2, mid_channels, 2, act_cfg=RELU)
-        self.stem3 = conv_bn(mid_channels * 2, mid_channels, 3, 2, act_cfg=RELU)
-        self.stem4 = conv_bn(mid_channels, out_channels, 1, act_cfg=RELU)
+        cba = dict(act_cfg=RELU, norm_cfg=norm_cfg)
+        self.stem1 = conv_bn(in_channels, mid_channels, 3, 2, **cba)
+        self.stem2a = conv_bn(mid_channels, mid_channels // 2, 2, **cba)
+        self.stem2b = conv_bn(mid_channels // 2, mid_channels, 2, **cba)
+        self.stem3 = conv_bn(mid_channels * 2, mid_channels, 3, 2, **cba)
+        self.stem4 = conv_bn(mid_channels, out_channels, 1, **cba)
         self.pool = nn.MaxPool2d(2, 1, ceil_mode=True)
 
     def forward(self, x):
@@ -43,11 +82,13 @@ class HGStem(nn.Module):
 class LightConv(nn.Module):
     """1x1 conv-BN then a depthwise kxk conv-BN-act."""
 
-    def __init__(self, in_channels, out_channels, kernel_size):
+    def __init__(self, in_channels, out_channels, kernel_size,
+                 norm_cfg=dict(type='BN')):
         super().__init__()
-        self.conv1 = conv_bn(in_channels, out_channels, 1)
+        self.conv1 = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
         self.conv2 = conv_bn(out_channels, out_channels, kernel_size,
-                             groups=out_channels, act_cfg=RELU)
+                             groups=out_channels, act_cfg=RELU,
+                             norm_cfg=norm_cfg)
 
     def forward(self, x):
         return self.conv2(self.conv1(x))
@@ -61,17 +102,19 @@ class HGBlock(nn.Module):
     """
 
     def __init__(self, in_channels, mid_channels, out_channels, kernel_size=3,
-                 num_convs=6, light=False, shortcut=False):
+                 num_convs=6, light=False, shortcut=False,
+                 norm_cfg=dict(type='BN')):
         super().__init__()
+        cba = dict(act_cfg=RELU, norm_cfg=norm_cfg)
         self.convs = nn.ModuleList()
         for i in range(num_convs):
             cin = in_channels if i == 0 else mid_channels
             self.convs.append(
-                LightConv(cin, mid_channels, kernel_size) if light else
-                conv_bn(cin, mid_channels, kernel_size, act_cfg=RELU))
+                LightConv(cin, mid_channels, kernel_size, norm_cfg) if light
+                else conv_bn(cin, mid_channels, kernel_size, **cba))
         self.squeeze = conv_bn(in_channels + num_convs * mid_channels,
-                               out_channels // 2, 1, act_cfg=RELU)
-        self.excite = conv_bn(out_channels // 2, out_channels, 1, act_cfg=RELU)
+                               out_channels // 2, 1, **cba)
+        self.excite = conv_bn(out_channels // 2, out_channels, 1, **cba)
         self.add = shortcut and in_channels == out_channels
 
     def forward(self, x):
@@ -83,22 +126,27 @@ class HGBlock(nn.Module):
 
 
 @MODELS.register_module()
-class HGNetv2(BackboneContractMixin, BaseModule):
+class HGNetv2(BackboneContract, BaseModule):
     """HGNetv2 backbone (``arch='L'``: RT-DETR-L / Ultralytics rtdetr-l).
 
     Stage settings ``(in, mid, out, num_blocks, kernel, light, downsample)``;
     every block has 6 convs; blocks after the first in a stage are residual.
+    Four stages at strides 4/8/16/32.
 
     Args:
         arch (str | dict): ``'L'`` or a dict with ``stem`` (in, mid, out) and
             ``stages`` (list of the tuples above).
-        out_indices (Sequence[int]): Stages to output (0..3 at strides
-            4/8/16/32). RT-DETR uses ``(1, 2, 3)``.
+        out_indices (Sequence[int]): Stages to output (0-based, negatives
+            count from the end). RT-DETR uses ``(1, 2, 3)``.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
-            stages (-1: nothing).
+            stages (-1: nothing, 0: the stem only).
         norm_eval (bool): Keep every BN layer in eval mode while training.
+        norm_cfg (dict): Norm of every conv. Defaults to BN.
+        init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
+            checkpoint=...)``.
 
-    Shapes: (B, 3, H, W) -> tuple of (B, out_channels[i], ~H / s_i, ~W / s_i).
+    Shapes: (B, 3, H, W) -> tuple of (B, out_channels[i], ceil(H / s_i),
+    ceil(W / s_i)) with ``s_i = out_strides[i]``.
     """
 
     arch_zoo = {
@@ -109,9 +157,10 @@ class HGNetv2(BackboneContractMixin, BaseModule):
                     (512, 192, 1024, 3, 5, True, True),
                     (1024, 384, 2048, 1, 5, True, True)]),
     }
+    smallest_cfg = dict(arch='L')
 
     def __init__(self, arch='L', out_indices=(1, 2, 3), frozen_stages=-1,
-                 norm_eval=False, init_cfg=None):
+                 norm_eval=False, norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg)
         if isinstance(arch, str):
             if arch not in self.arch_zoo:
@@ -120,18 +169,32 @@ class HGNetv2(BackboneContractMixin, BaseModule):
                     f'a dict, got {arch!r}')
             arch = self.arch_zoo[arch]
         stages = arch['stages']
-        self.set_stage_args(out_indices, frozen_stages, len(stages))
-        self.norm_eval = norm_eval
-        self.stem = HGStem(*arch['stem'])
+        self.set_stage_args(out_indices, frozen_stages, norm_eval,
+                            len(stages))
+        self.stem = HGStem(*arch['stem'], norm_cfg=norm_cfg)
         self.stages = nn.ModuleList()
         for cin, mid, cout, num_blocks, kernel, light, downsample in stages:
             layers = []
             if downsample:
-                layers.append(conv_bn(cin, cin, 3, 2, groups=cin))
+                layers.append(
+                    conv_bn(cin, cin, 3, 2, groups=cin, norm_cfg=norm_cfg))
             for i in range(num_blocks):
                 layers.append(HGBlock(cin if i == 0 else cout, mid, cout,
-                                      kernel, light=light, shortcut=i > 0))
+                                      kernel, light=light, shortcut=i > 0,
+                                      norm_cfg=norm_cfg))
             self.stages.append(nn.Sequential(*layers))
-        self.out_channels = [stages[i][2] for i in self.out_indices]
-        self.out_strides = [(4, 8, 16, 32)[i] for i in self.out_indices]
-        self._freeze_stages()
+        strides, stride = [], 4
+        for stage in stages:
+            stride *= 2 if stage[6] else 1
+            strides.append(stride)
+        self.set_feature_info([stage[2] for stage in stages], strides)
+        self.downsample_stages = {
+            i for i, stage in enumerate(stages) if stage[6]}
+        self.apply_frozen_stages()
+
+    def convert_pretrained(self, state_dict):
+        """Accept the official RT-DETR ``HGNetv2`` checkpoint layout."""
+        if is_official_hgnetv2_layout(state_dict):
+            return convert_official_hgnetv2(state_dict,
+                                            self.downsample_stages)
+        return state_dict

@@ -41,7 +41,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
 
-from ._contract import BackboneContractMixin
+from .base import BackboneContract
 
 
 def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
@@ -390,7 +390,7 @@ class MobileMQABlock(_ResidualMixin, BaseModule):
 
 
 @MODELS.register_module()
-class MobileNetV4(BackboneContractMixin, BaseModule):
+class MobileNetV4(BackboneContract, BaseModule):
     """MobileNetV4 (Qin et al., ECCV 2024) as an mmdet backbone.
 
     Stem (3x3 s2 conv-BN-act) and four stages at strides 4/8/16/32. With
@@ -404,8 +404,8 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
             dict with ``stem_channels``, ``stages`` (see ``ARCH_SETTINGS``),
             ``act_cfg`` and ``layer_scale_init_value`` (None: no layer
             scale).
-        out_indices (Sequence[int]): Stages to output, 0..3 at strides
-            4/8/16/32. Stages after the last one are not built.
+        out_indices (Sequence[int]): Stages to output (0-based, negatives
+            count from the end; strides 4/8/16/32).
         last_convs (bool): Append the 960/1280-channel 1x1 convs to stage 3.
         frozen_stages (int): Freeze the stem (0) and the first
             ``frozen_stages`` stages; -1 freezes nothing.
@@ -423,6 +423,8 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
     ceil(W / s_i)) for ``s_i`` in ``out_strides``.
     """
 
+    smallest_cfg = dict(arch='conv_small')
+
     def __init__(self, arch='conv_small', out_indices=(0, 1, 2, 3),
                  last_convs=True, frozen_stages=-1, norm_eval=False,
                  norm_cfg=dict(type='BN'), act_cfg=None, drop_path_rate=0.,
@@ -438,27 +440,21 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
         if missing:
             raise KeyError(f'MobileNetV4 arch dict lacks {sorted(missing)}')
         stages = arch['stages']
-        self.set_stage_args(out_indices, frozen_stages, len(stages))
-        self.norm_eval = norm_eval
+        self.set_stage_args(out_indices, frozen_stages, norm_eval,
+                            len(stages))
         act_cfg = act_cfg or arch.get('act_cfg', dict(type='ReLU'))
         layer_scale = arch.get('layer_scale_init_value')
-        num_stages = max(out_indices) + 1
         self.last_convs = None
-        if last_convs and num_stages != len(stages):
-            raise ValueError(
-                f'MobileNetV4 last_convs=True extends the last stage '
-                f'({len(stages) - 1}), which out_indices '
-                f'{list(out_indices)} does not include; set last_convs=False')
 
         channels = arch['stem_channels']
         self.stem = _conv_norm_act(3, channels, 3, 2, norm_cfg=norm_cfg,
                                    act_cfg=act_cfg)
-        num_blocks = sum(len(stage) for stage in stages[:num_stages])
+        num_blocks = sum(len(stage) for stage in stages)
         rates = torch.linspace(0, drop_path_rate, max(num_blocks, 1)).tolist()
         self.stages = nn.ModuleList()
         stage_channels = []
         block_idx = 0
-        for stage_spec in stages[:num_stages]:
+        for stage_spec in stages:
             blocks = []
             for spec in stage_spec:
                 block, channels = self._make_block(
@@ -477,9 +473,8 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
                 channels = width
             self.last_convs = nn.Sequential(*convs)
             stage_channels[-1] = channels
-        self.out_channels = [stage_channels[i] for i in out_indices]
-        self.out_strides = [(4, 8, 16, 32)[i] for i in out_indices]
-        self._freeze_stages()
+        self.set_feature_info(stage_channels, (4, 8, 16, 32))
+        self.apply_frozen_stages()
 
     @staticmethod
     def _make_block(spec, in_channels, norm_cfg, act_cfg, layer_scale,
@@ -510,21 +505,15 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
             f'MobileNetV4 block type must be conv, fused_ib, uib or mqa, got '
             f'{kind!r} in spec {spec}')
 
-    def frozen_modules(self):
-        if self.frozen_stages < 0:
-            return []
-        modules = [self.stem] + list(self.stages[:self.frozen_stages])
-        if self.last_convs is not None and self.frozen_stages >= len(
-                self.stages):
-            modules.append(self.last_convs)
-        return modules
+    def stage_module_names(self):
+        """The last stage includes ``last_convs``."""
+        stem, stages = super().stage_module_names()
+        if self.last_convs is not None:
+            stages[-1].append('last_convs')
+        return stem, stages
 
-    def init_weights(self):
-        """Load a ``Pretrained`` init_cfg; otherwise Kaiming (fan-out) convs,
-        unit BN, Xavier attention projections, then any other init_cfg."""
-        self.init_weights_or_load_pretrained(self._default_init)
-
-    def _default_init(self):
+    def default_init(self):
+        """Kaiming (fan-out) convs, unit BN, Xavier attention projections."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 kaiming_init(module, mode='fan_out', nonlinearity='relu')
@@ -541,10 +530,12 @@ class MobileNetV4(BackboneContractMixin, BaseModule):
         return state_dict
 
     def forward(self, x):
+        """(B, 3, H, W) -> the ``out_indices`` stage outputs; the last
+        stage's output is taken after ``last_convs``."""
         x = self.stem(x)
         outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i in range(self.out_indices[-1] + 1):
+            x = self.stages[i](x)
             if i == len(self.stages) - 1 and self.last_convs is not None:
                 x = self.last_convs(x)
             if i in self.out_indices:

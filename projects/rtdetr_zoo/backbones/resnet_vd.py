@@ -7,13 +7,16 @@ As in RT-DETR's ``PResNet``, the first block of every stage has a projection
 shortcut (a 1x1 conv + BN even when the widths match, as in R18/R34's first
 stage), which keeps official checkpoints loadable 1:1.
 """
+from collections import OrderedDict
+
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmdet.registry import MODELS
 
+from ..deploy.official_converter import rename_official_key
 from ..layers import conv_bn
-from ._contract import BackboneContractMixin
+from .base import BackboneContract
 
 RELU = dict(type='ReLU')
 
@@ -23,10 +26,11 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels, channels, stride, shortcut):
+    def __init__(self, in_channels, channels, stride, shortcut, norm_cfg):
         super().__init__()
-        self.conv1 = conv_bn(in_channels, channels, 3, stride, act_cfg=RELU)
-        self.conv2 = conv_bn(channels, channels, 3)
+        self.conv1 = conv_bn(in_channels, channels, 3, stride, act_cfg=RELU,
+                             norm_cfg=norm_cfg)
+        self.conv2 = conv_bn(channels, channels, 3, norm_cfg=norm_cfg)
         self.shortcut = shortcut
         self.act = nn.ReLU(inplace=True)
 
@@ -39,11 +43,14 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels, channels, stride, shortcut):
+    def __init__(self, in_channels, channels, stride, shortcut, norm_cfg):
         super().__init__()
-        self.conv1 = conv_bn(in_channels, channels, 1, act_cfg=RELU)
-        self.conv2 = conv_bn(channels, channels, 3, stride, act_cfg=RELU)
-        self.conv3 = conv_bn(channels, channels * self.expansion, 1)
+        self.conv1 = conv_bn(in_channels, channels, 1, act_cfg=RELU,
+                             norm_cfg=norm_cfg)
+        self.conv2 = conv_bn(channels, channels, 3, stride, act_cfg=RELU,
+                             norm_cfg=norm_cfg)
+        self.conv3 = conv_bn(channels, channels * self.expansion, 1,
+                             norm_cfg=norm_cfg)
         self.shortcut = shortcut
         self.act = nn.ReLU(inplace=True)
 
@@ -52,9 +59,9 @@ class Bottleneck(nn.Module):
             self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
 
 
-def projection_shortcut(in_channels, out_channels, stride):
-    """vd shortcut: 2x2 avg-pool (when strided) then 1x1 conv + BN."""
-    conv = conv_bn(in_channels, out_channels, 1)
+def projection_shortcut(in_channels, out_channels, stride, norm_cfg):
+    """vd shortcut: 2x2 avg-pool (when strided) then 1x1 conv + norm."""
+    conv = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
     if stride == 1:
         return nn.Sequential(conv)
     return nn.Sequential(
@@ -62,19 +69,25 @@ def projection_shortcut(in_channels, out_channels, stride):
 
 
 @MODELS.register_module()
-class ResNetVd(BackboneContractMixin, BaseModule):
+class ResNetVd(BackboneContract, BaseModule):
     """ResNet-vd 18/34/50/101 (RT-DETR's ``PResNet`` variant d).
+
+    Four stages at strides 4/8/16/32 with 64/128/256/512 channels (x4 for
+    the bottleneck depths 50 and 101), after a three-conv stem.
 
     Args:
         depth (int): 18, 34, 50 or 101.
-        out_indices (Sequence[int]): Stages to output (0..3 at strides
-            4/8/16/32). RT-DETR uses ``(1, 2, 3)``.
+        out_indices (Sequence[int]): Stages to output (0-based, negatives
+            count from the end). RT-DETR uses ``(1, 2, 3)``.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
             stages (-1: nothing, 0: the stem only).
         norm_eval (bool): Keep every BN layer in eval mode while training.
+        norm_cfg (dict): Norm of every conv. Defaults to BN.
+        init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
+            checkpoint=...)`` (the official PResNet layout is converted).
 
     Shapes: (B, 3, H, W) -> tuple of (B, out_channels[i], ceil(H / s_i),
-    ceil(W / s_i)) with s = (4, 8, 16, 32)[out_indices].
+    ceil(W / s_i)) with ``s_i = out_strides[i]``.
     """
 
     arch_settings = {
@@ -84,22 +97,23 @@ class ResNetVd(BackboneContractMixin, BaseModule):
         101: (Bottleneck, (3, 4, 23, 3)),
     }
     stage_widths = (64, 128, 256, 512)
+    smallest_cfg = dict(depth=18)
 
     def __init__(self, depth=50, out_indices=(1, 2, 3), frozen_stages=-1,
-                 norm_eval=False, init_cfg=None):
+                 norm_eval=False, norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg)
         if depth not in self.arch_settings:
             raise ValueError(
                 f'ResNetVd depth must be one of {sorted(self.arch_settings)}, '
                 f'got {depth}')
-        self.set_stage_args(out_indices, frozen_stages, 4)
+        self.set_stage_args(out_indices, frozen_stages, norm_eval,
+                            len(self.stage_widths))
         block, counts = self.arch_settings[depth]
         self.depth = depth
-        self.norm_eval = norm_eval
         self.stem = nn.Sequential(
-            conv_bn(3, 32, 3, 2, act_cfg=RELU),
-            conv_bn(32, 32, 3, 1, act_cfg=RELU),
-            conv_bn(32, 64, 3, 1, act_cfg=RELU),
+            conv_bn(3, 32, 3, 2, act_cfg=RELU, norm_cfg=norm_cfg),
+            conv_bn(32, 32, 3, 1, act_cfg=RELU, norm_cfg=norm_cfg),
+            conv_bn(32, 64, 3, 1, act_cfg=RELU, norm_cfg=norm_cfg),
             nn.MaxPool2d(3, 2, 1))
         self.stages = nn.ModuleList()
         in_channels = 64
@@ -109,12 +123,27 @@ class ResNetVd(BackboneContractMixin, BaseModule):
                 stride = 2 if i > 0 and j == 0 else 1
                 out_channels = width * block.expansion
                 shortcut = (
-                    projection_shortcut(in_channels, out_channels, stride)
+                    projection_shortcut(in_channels, out_channels, stride,
+                                        norm_cfg)
                     if j == 0 else nn.Identity())
-                blocks.append(block(in_channels, width, stride, shortcut))
+                blocks.append(
+                    block(in_channels, width, stride, shortcut, norm_cfg))
                 in_channels = out_channels
             self.stages.append(nn.Sequential(*blocks))
-        all_channels = [w * block.expansion for w in self.stage_widths]
-        self.out_channels = [all_channels[i] for i in self.out_indices]
-        self.out_strides = [(4, 8, 16, 32)[i] for i in self.out_indices]
-        self._freeze_stages()
+        self.set_feature_info([w * block.expansion for w in self.stage_widths],
+                              (4, 8, 16, 32))
+        self.apply_frozen_stages()
+
+    def convert_pretrained(self, state_dict):
+        """Accept the official RT-DETR ``PResNet`` layout (its ImageNet
+        weights ``ResNet*_vd_*pretrained_from_paddle.pth``: ``conv1.conv1_k``,
+        ``res_layers.i.blocks.j.branch2x`` / ``short``), renamed by the
+        official-checkpoint converter's mapping."""
+        if not any(k.startswith(('conv1.conv1_', 'res_layers.'))
+                   for k in state_dict):
+            return state_dict
+        converted = OrderedDict()
+        for key, value in state_dict.items():
+            new = rename_official_key('backbone.' + key)
+            converted[new[len('backbone.'):] if new else key] = value
+        return converted

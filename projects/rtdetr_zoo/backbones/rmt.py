@@ -25,7 +25,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from mmdet.registry import MODELS
 
 from ..layers.retention import RetentionStage, conv_norm_act
-from ._contract import BackboneContractMixin
+from .base import BackboneContract
 
 ARCH_SETTINGS = {
     't': dict(
@@ -164,7 +164,7 @@ def _resolve_arch(arch):
 
 
 @MODELS.register_module()
-class RMT(BackboneContractMixin, BaseModule):
+class RMT(BackboneContract, BaseModule):
     """RMT backbone (Fan et al., CVPR 2024) for RT-DETR.
 
     Args:
@@ -175,8 +175,9 @@ class RMT(BackboneContractMixin, BaseModule):
             ``layer_scales`` (False), ``layer_scale_init`` (1e-6),
             ``drop_path_rate`` (0.1).
         in_channels (int): Image channels.
-        out_indices (Sequence[int]): Stages to output (0..3 at strides
-            4/8/16/32). RT-DETR uses ``(1, 2, 3)``.
+        out_indices (Sequence[int]): Stages to output (0-based, negatives
+            count from the end; strides 4/8/16/32). RT-DETR uses
+            ``(1, 2, 3)``.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
             stages (-1: nothing, 0: the stem only).
         norm_eval (bool): Keep every BN layer in eval mode while training.
@@ -199,6 +200,8 @@ class RMT(BackboneContractMixin, BaseModule):
     ceil(W / s_i)) with s = (4, 8, 16, 32)[out_indices].
     """
 
+    smallest_cfg = dict(arch='t')
+
     def __init__(self, arch='t', in_channels=3, out_indices=(1, 2, 3),
                  frozen_stages=-1, norm_eval=False, drop_path_rate=None,
                  norm_cfg=dict(type='BN'), out_norm=True, ffn_dwconv=True,
@@ -209,14 +212,13 @@ class RMT(BackboneContractMixin, BaseModule):
         dims = settings['embed_dims']
         depths = settings['depths']
         num_stages = len(depths)
-        self.set_stage_args(out_indices, frozen_stages, num_stages)
+        self.set_stage_args(out_indices, frozen_stages, norm_eval, num_stages)
         if drop_path_rate is None:
             drop_path_rate = settings['drop_path_rate']
         if not 0 <= drop_path_rate < 1:
             raise ValueError(
                 f'RMT drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.arch_settings = settings
-        self.norm_eval = norm_eval
         self.out_norm = out_norm
 
         gelu = dict(type='GELU')
@@ -246,26 +248,19 @@ class RMT(BackboneContractMixin, BaseModule):
         self.out_norms = nn.ModuleDict(
             {str(i): nn.LayerNorm(dims[i]) for i in self.out_indices}
             if out_norm else {})
-        self.out_channels = [dims[i] for i in self.out_indices]
-        self.out_strides = [4 * 2**i for i in self.out_indices]
-        self._freeze_stages()
+        self.set_feature_info(dims, [4 * 2**i for i in range(num_stages)])
+        self.apply_frozen_stages()
 
-    def frozen_modules(self):
-        if self.frozen_stages < 0:
-            return []
-        frozen = list(range(self.frozen_stages))
-        return [self.stem] + [self.stages[i] for i in frozen] + [
-            self.out_norms[str(i)] for i in frozen
-            if str(i) in self.out_norms
+    def stage_module_names(self):
+        """Stage ``i`` is its retention blocks and its output norm."""
+        return ['stem'], [
+            [f'stages.{i}'] + ([f'out_norms.{i}']
+                               if str(i) in self.out_norms else [])
+            for i in range(self.num_stages)
         ]
 
-    def init_weights(self):
-        """Load a ``Pretrained`` init_cfg, else the official init (Linear
-        trunc-normal std 0.02, LayerNorm 1/0) followed by any other
-        init_cfg."""
-        self.init_weights_or_load_pretrained(self._default_init)
-
-    def _default_init(self):
+    def default_init(self):
+        """The official init: Linear trunc-normal std 0.02, LayerNorm 1/0."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 trunc_normal_init(module, std=0.02, bias=0.0)
@@ -282,8 +277,8 @@ class RMT(BackboneContractMixin, BaseModule):
     def forward(self, x):
         x = self.stem(x).permute(0, 2, 3, 1)
         outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
+        for i in range(self.out_indices[-1] + 1):
+            x = self.stages[i](x)
             if i in self.out_indices:
                 out = self.out_norms[str(i)](x) if self.out_norm else x
                 outs.append(out.permute(0, 3, 1, 2).contiguous())

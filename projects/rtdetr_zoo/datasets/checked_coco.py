@@ -10,6 +10,7 @@ example annotation ids, of what it clipped or dropped.
 """
 import logging
 import math
+import os.path as osp
 from collections import Counter, defaultdict
 
 from mmengine.fileio import get_local_path
@@ -134,6 +135,16 @@ class CheckedCocoDataset(CocoDataset):
         super().__init__(*args, **kwargs)
 
     def load_data_list(self):
+        if '://' not in self.ann_file and not osp.isfile(self.ann_file):
+            raise FileNotFoundError(
+                f'{type(self).__name__}: annotation file not found: '
+                f'{self.ann_file} (images expected under '
+                f'{self.data_prefix.get("img", self.data_root)}). Put COCO '
+                f'2017 in data/coco/ (annotations/instances_train2017.json, '
+                f'annotations/instances_val2017.json, train2017/, val2017/) '
+                f'or set the dataset\'s data_root / ann_file; the raccoon '
+                f'configs (configs/*_raccoon.py) run out of the box on the '
+                f'shipped data/raccoon.')
         with get_local_path(self.ann_file,
                             backend_args=self.backend_args) as local_path:
             self.coco = self.COCOAPI(local_path)

@@ -27,16 +27,14 @@ import os
 import os.path as osp
 import warnings
 
+import mmcv
 import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from torch import nn
 
 from mmdet.models.layers.transformer import inverse_sigmoid
-from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 
@@ -47,41 +45,11 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 16
 
 
-def load_detector(config, checkpoint=None, cfg_options=None):
-    """Build a config's detector on the CPU in eval mode.
-
-    Args:
-        config (str | Config): Config file or object.
-        checkpoint (str, optional): Checkpoint to load (strictly: every key
-            must match). Without one the weights stay random (enough to
-            export, benchmark or count FLOPs).
-        cfg_options (dict, optional): Overrides merged into the config.
-
-    Returns:
-        nn.Module: the detector, with the (merged) config as ``cfg``.
-    """
-    if not isinstance(config, Config):
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'config file not found: {config}')
-        config = Config.fromfile(config)
-    if cfg_options:
-        config.merge_from_dict(cfg_options)
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint}')
-    init_default_scope(config.get('default_scope', 'mmdet'))
-    model_cfg = copy.deepcopy(config.model)
-    model_cfg.get('backbone', {}).pop('init_cfg', None)
-    model = MODELS.build(model_cfg)
-    model.cfg = config
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    return model.cpu().eval()
-
-
 def default_input_shape(model):
     """The evaluation size (H, W) of a detector built by
-    :func:`load_detector`: its config's ``model.neck.eval_spatial_size``,
-    else the fixed ``Resize`` scale of the test pipeline, else (640, 640)."""
+    :func:`rtdetr_zoo.apis.load_detector`: its config's
+    ``model.neck.eval_spatial_size``, else the fixed ``Resize`` scale of the
+    test pipeline, else (640, 640)."""
     cfg = getattr(model, 'cfg', None) or Config()
     size = cfg.get('model', {}).get('neck', {}).get('eval_spatial_size')
     if size:
@@ -299,6 +267,28 @@ def torch_predict(model, image_bgr):
                                rescale=False)[0].pred_instances
     return (result.labels.numpy(), result.bboxes.numpy(),
             result.scores.numpy())
+
+
+def check_onnx(model, onnx_path, image_path, input_shape, atol=1e-3):
+    """Compare an exported graph (ONNX Runtime) with ``model.predict``
+    (PyTorch) on one image file, resized to ``input_shape`` (H, W).
+
+    Returns:
+        dict: the statistics of :func:`compare_detections`.
+
+    Raises:
+        ValueError: ``image_path`` cannot be read as an image.
+    """
+    height, width = input_shape
+    image = mmcv.imread(image_path)
+    if image is None:
+        raise ValueError(f'cannot read image {image_path}')
+    image = mmcv.imresize(image, (width, height))
+    reference = torch_predict(model, image)
+    session = create_ort_session(onnx_path)
+    labels, boxes, scores = run_ort(session, bgr_to_onnx_input(image))
+    return compare_detections(reference, (labels[0], boxes[0], scores[0]),
+                              input_shape, atol=atol)
 
 
 def bgr_to_onnx_input(image_bgr):

@@ -1,13 +1,52 @@
 """RT-DETR detector on mmdet's DINO (Zhao et al., CVPR 2024)."""
+from collections.abc import Mapping
+
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
+from mmengine.logging import MMLogger
 from torch import nn
 
 from mmdet.models.detectors import DINO
 from mmdet.models.detectors.deformable_detr import DeformableDETR
 from mmdet.registry import MODELS
 
+from ..deploy.official_converter import convert_official_state_dict
 from ..layers import RTDETRTransformerDecoder, conv_bn
+
+# Keys only an official RT-DETR (lyuwenyu/RT-DETR, rtdetr_pytorch) state
+# dict has.
+OFFICIAL_KEY_PREFIXES = ('encoder.input_proj.', 'decoder.dec_score_head.',
+                         'decoder.decoder.layers.')
+# Our tensors whose shape depends on the number of classes.
+CLASS_DEPENDENT_PREFIXES = ('bbox_head.cls_branches.',
+                            'dn_query_generator.label_embedding.')
+
+
+def load_official_layout(module, state_dict, prefix, *args):
+    """``load_state_dict`` pre-hook of :class:`RTDETR`: accept an official
+    RT-DETR checkpoint as it is.
+
+    ``{'ema': {'module': ...}}`` or ``{'model': ...}`` (the official files,
+    e.g. ``rtdetr_r18vd_dec3_6x_coco_from_paddle.pth``) is unwrapped and the
+    keys are converted in place by :meth:`RTDETR.convert_official_layout`, so
+    ``load_from``, ``tools/test.py``, ``mmdet.apis.init_detector`` and
+    ``mmengine.runner.load_checkpoint`` all take official files.
+    """
+    for wrapper in ('ema', 'model'):
+        inner = state_dict.get(prefix + wrapper)
+        if isinstance(inner, Mapping):
+            inner = inner.get('module', inner)
+            if isinstance(inner, Mapping):
+                del state_dict[prefix + wrapper]
+                state_dict.update({prefix + k: v for k, v in inner.items()})
+            break
+    own = {k[len(prefix):]: v for k, v in state_dict.items()
+           if k.startswith(prefix)}
+    converted = module.convert_official_layout(own)
+    if converted is not own:
+        for key in own:
+            del state_dict[prefix + key]
+        state_dict.update({prefix + k: v for k, v in converted.items()})
 
 
 @MODELS.register_module()
@@ -51,6 +90,40 @@ class RTDETR(DINO):
             *args, decoder=decoder, num_queries=num_queries,
             num_feature_levels=num_feature_levels, with_box_refine=True,
             as_two_stage=True, **kwargs)
+        self.register_load_state_dict_pre_hook(load_official_layout)
+
+    def convert_official_layout(self, state_dict):
+        """Convert an official RT-DETR state dict (official key names) to
+        ours, with the converter's mapping
+        (:func:`~rtdetr_zoo.deploy.official_converter.convert_official_state_dict`).
+
+        Class-dependent tensors whose shape differs from this model's
+        (fine-tuning to another number of classes) are left out, so they
+        keep their initialisation; one log line names them.
+
+        Returns:
+            dict: the converted state dict, or ``state_dict`` itself when it
+            is not in the official layout.
+        """
+        if not any(k.startswith(OFFICIAL_KEY_PREFIXES) for k in state_dict):
+            return state_dict
+        converted, dropped = convert_official_state_dict(state_dict)
+        own = self.state_dict()
+        reinitialised = [
+            k for k, v in converted.items()
+            if k.startswith(CLASS_DEPENDENT_PREFIXES) and k in own
+            and v.shape != own[k].shape
+        ]
+        logger = MMLogger.get_current_instance()
+        logger.info(f'RTDETR: converted an official RT-DETR checkpoint '
+                    f'({len(state_dict)} tensors -> {len(converted)}); '
+                    f'dropped: {sorted(dropped)}')
+        if reinitialised:
+            logger.info(
+                f'RTDETR: re-initialised the class-dependent tensors (the '
+                f'checkpoint has another number of classes): '
+                f'{reinitialised}')
+        return {k: v for k, v in converted.items() if k not in reinitialised}
 
     def _init_layers(self):
         self.decoder = RTDETRTransformerDecoder(**self.decoder)

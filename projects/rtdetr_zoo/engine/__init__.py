@@ -1,7 +1,12 @@
-"""Training-engine components: optimizer wrappers, hooks, CPU DDP."""
+"""Training-engine components: checkpoint reading, the runner, optimizer
+wrappers, hooks, CPU DDP."""
+from .checkpoint import (CHECKPOINT_SAFE_GLOBALS,  # noqa: F401
+                         checkpoint_safe_globals, extract_state_dict,
+                         read_checkpoint)
 from .distributed import (CPUDistributedDataParallel,  # noqa: F401
                           setup_cpu_distributed)
 from .hooks import (DatasetCheckHook, NonFiniteLossHook,  # noqa: F401
                     RandomStateHook)
 from .optim_wrapper import (NonFiniteGuardAmpOptimWrapper,  # noqa: F401
                             NonFiniteGuardMixin, NonFiniteGuardOptimWrapper)
+from .runner import RTDETRRunner  # noqa: F401

@@ -1,7 +1,9 @@
 """Building blocks shared by the backbones, necks and the decoder."""
-from .aifi import AIFI, sincos_position_embedding_2d  # noqa: F401
-from .csp_layers import CSPRepLayer, RepVGGBlock, conv_bn  # noqa: F401
-from .upsample import build_upsample_layer  # noqa: F401
+from .aifi import (AIFI, build_aifi,  # noqa: F401
+                   sincos_position_embedding_2d)
+from .csp_layers import (CSPRepLayer, RepVGGBlock,  # noqa: F401
+                         build_registered, conv_bn)
+from .upsample import build_upsample_layer, match_size  # noqa: F401
 from .rtdetr_decoder import RTDETRTransformerDecoder  # noqa: F401
 from .dysample import DySample  # noqa: F401
 from .retention import MaSA, RetentionBlock, RetentionStage  # noqa: F401

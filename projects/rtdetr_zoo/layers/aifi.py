@@ -95,3 +95,32 @@ class AIFI(BaseModule):
         tokens = self.encoder(
             query=tokens, query_pos=pos, key_padding_mask=None)
         return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+def build_aifi(hidden_dim, num_heads, ffn_dim, dropout, act_cfg, num_layers,
+               pe_temperature, eval_spatial_size, stride):
+    """The :class:`AIFI` encoder of one neck level (RT-DETR, Sec. 4.2).
+
+    The level's feature map is ``ceil(H / stride) x ceil(W / stride)`` for an
+    ``H x W`` image, so its eval-size position embedding is cached for that
+    size.
+
+    Args:
+        hidden_dim (int): Channels C of the level.
+        num_heads (int), ffn_dim (int), dropout (float), act_cfg (dict),
+            num_layers (int), pe_temperature (float): see :class:`AIFI`.
+        eval_spatial_size (tuple[int, int] | None): (H, W) of the input
+            image at a fixed evaluation size, or None (no cache).
+        stride (int): Stride of the level w.r.t. the image.
+
+    Returns:
+        AIFI: the encoder, (B, C, H_l, W_l) -> (B, C, H_l, W_l).
+    """
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(
+            f'build_aifi: stride must be a positive int, got {stride!r}')
+    level_size = None
+    if eval_spatial_size is not None:
+        level_size = tuple(-(-size // stride) for size in eval_spatial_size)
+    return AIFI(hidden_dim, num_heads, ffn_dim, dropout, act_cfg, num_layers,
+                pe_temperature, level_size)

@@ -6,45 +6,86 @@ branches, one of which runs through ``num_blocks`` RepVGG blocks (Ding et al.,
 "RepVGG", CVPR 2021); their sum is projected to ``out_channels``. Ultralytics
 calls the same block ``RepC3``.
 """
+import inspect
+import logging
+
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule, build_activation_layer
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
 
 
+def build_registered(cfg, arg_name, hint='', **defaults):
+    """Build ``cfg`` (a dict with a ``type``) from mmdet's ``MODELS``.
+
+    Each keyword of ``defaults`` is passed to the constructor when the
+    registered class takes an argument of that name and ``cfg`` does not set
+    it (e.g. the ``in_channels`` of an up-sampler, the ``norm_cfg`` of a
+    bottleneck). ``arg_name`` (the config argument ``cfg`` came from) and
+    ``hint`` complete the error of an unregistered type.
+    """
+    cfg = dict(cfg)
+    layer_type = cfg.pop('type')
+    layer_cls = MODELS.get(layer_type)
+    if layer_cls is None:
+        raise KeyError(
+            f'{arg_name} type {layer_type!r} is not registered in mmdet '
+            f'MODELS{hint} (is its module imported?)')
+    params = inspect.signature(layer_cls).parameters
+    for name, value in defaults.items():
+        if name in params:
+            cfg.setdefault(name, value)
+    return layer_cls(**cfg)
+
+
 def conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1,
-            act_cfg=None):
-    """Conv (no bias, 'same' padding) + BN (+ activation) as an mmcv ConvModule."""
+            act_cfg=None, norm_cfg=dict(type='BN')):
+    """Conv (no bias, 'same' padding) + norm (+ activation) as a ConvModule.
+
+    ``norm_cfg`` is any mmcv norm config (default BN; ``SyncBN``,
+    ``dict(type='GN', num_groups=...)``...). The ConvModule names the norm
+    after its type (``bn`` for BN and SyncBN, ``gn`` for GN), so the
+    default keeps the state-dict keys ``conv.weight``/``bn.*``.
+
+    Shapes: (B, C_in, H, W) -> (B, C_out, ceil(H / stride), ceil(W / stride))
+    for odd ``kernel_size``.
+    """
     return ConvModule(
         in_channels, out_channels, kernel_size, stride=stride,
         padding=(kernel_size - 1) // 2, groups=groups, bias=False,
-        norm_cfg=dict(type='BN'), act_cfg=act_cfg)
+        norm_cfg=norm_cfg, act_cfg=act_cfg)
 
 
 @MODELS.register_module()
 class RepVGGBlock(BaseModule):
-    """RepVGG block: ``act(BN(conv3x3(x)) + BN(conv1x1(x)))``.
+    """RepVGG block: ``act(norm(conv3x3(x)) + norm(conv1x1(x)))``.
 
     At deploy time :meth:`switch_to_deploy` folds both branches into a single
-    3x3 convolution with bias (exactly the same function in eval mode).
+    3x3 convolution with bias (exactly the same function in eval mode). Only
+    batch norms (BN, SyncBN) can be folded: their eval-mode statistics are
+    constants, whereas e.g. GroupNorm normalises with statistics of each
+    input, so a block with such a norm stays unfused.
 
     Args:
         in_channels (int): Input channels C_in.
         out_channels (int): Output channels C_out.
         act_cfg (dict): Activation after the sum. Defaults to SiLU.
+        norm_cfg (dict): Norm of both branches. Defaults to BN.
 
     Shapes: (B, C_in, H, W) -> (B, C_out, H, W).
     """
 
     def __init__(self, in_channels, out_channels, act_cfg=dict(type='SiLU'),
-                 init_cfg=None):
+                 norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.conv1 = conv_bn(in_channels, out_channels, 3)
-        self.conv2 = conv_bn(in_channels, out_channels, 1)
+        self.conv1 = conv_bn(in_channels, out_channels, 3, norm_cfg=norm_cfg)
+        self.conv2 = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
         self.act = build_activation_layer(act_cfg) if act_cfg else nn.Identity()
         self.deploy = False
 
@@ -56,7 +97,7 @@ class RepVGGBlock(BaseModule):
     @staticmethod
     def _fold_bn(conv_module):
         """Return (weight, bias) of a conv followed by its eval-mode BN."""
-        bn = conv_module.bn
+        bn = conv_module.norm
         std = (bn.running_var + bn.eps).sqrt()
         weight = conv_module.conv.weight * (bn.weight / std).reshape(-1, 1, 1, 1)
         bias = bn.bias - bn.running_mean * bn.weight / std
@@ -64,8 +105,20 @@ class RepVGGBlock(BaseModule):
 
     @torch.no_grad()
     def switch_to_deploy(self):
-        """Fuse the 3x3 and 1x1 branches into one 3x3 conv (idempotent)."""
+        """Fuse the 3x3 and 1x1 branches into one 3x3 conv (idempotent).
+
+        A block whose norm is not a batch norm cannot be fused; it is left
+        unchanged (``deploy`` stays False) and a warning says why.
+        """
         if self.deploy:
+            return
+        norm = self.conv1.norm
+        if not isinstance(norm, _BatchNorm):
+            print_log(
+                f'RepVGGBlock.switch_to_deploy: not fused, its norm '
+                f'{type(norm).__name__} normalises with per-input statistics '
+                f'and cannot be folded into a conv (only BN/SyncBN can)',
+                logger='current', level=logging.WARNING)
             return
         w3, b3 = self._fold_bn(self.conv1)
         w1, b1 = self._fold_bn(self.conv2)
@@ -94,25 +147,33 @@ class CSPRepLayer(BaseModule):
         act_cfg (dict): Activation of every conv. Defaults to SiLU.
         block_cfg (dict, optional): Registered bottleneck type replacing
             :class:`RepVGGBlock`; it is built with ``in_channels`` and
-            ``out_channels`` set to the hidden width. Defaults to RepVGG.
+            ``out_channels`` set to the hidden width, and with ``norm_cfg``
+            when its constructor takes one and ``block_cfg`` does not set
+            it. Defaults to RepVGG.
+        norm_cfg (dict): Norm of every conv (and of the bottlenecks, see
+            ``block_cfg``). Defaults to BN.
 
     Shapes: (B, C_in, H, W) -> (B, C_out, H, W).
     """
 
     def __init__(self, in_channels, out_channels, num_blocks=3, expansion=1.0,
-                 act_cfg=dict(type='SiLU'), block_cfg=None, init_cfg=None):
+                 act_cfg=dict(type='SiLU'), block_cfg=None,
+                 norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg)
         hidden = int(out_channels * expansion)
-        self.conv1 = conv_bn(in_channels, hidden, 1, act_cfg=act_cfg)
-        self.conv2 = conv_bn(in_channels, hidden, 1, act_cfg=act_cfg)
+        self.conv1 = conv_bn(in_channels, hidden, 1, act_cfg=act_cfg,
+                             norm_cfg=norm_cfg)
+        self.conv2 = conv_bn(in_channels, hidden, 1, act_cfg=act_cfg,
+                             norm_cfg=norm_cfg)
         if block_cfg is None:
             block_cfg = dict(type='RepVGGBlock', act_cfg=act_cfg)
+        block_cfg = dict(block_cfg, in_channels=hidden, out_channels=hidden)
         self.bottlenecks = nn.Sequential(*[
-            MODELS.build(dict(block_cfg, in_channels=hidden, out_channels=hidden))
-            for _ in range(num_blocks)
-        ])
+            build_registered(block_cfg, 'block_cfg', norm_cfg=norm_cfg)
+            for _ in range(num_blocks)])
         self.conv3 = (
-            conv_bn(hidden, out_channels, 1, act_cfg=act_cfg)
+            conv_bn(hidden, out_channels, 1, act_cfg=act_cfg,
+                    norm_cfg=norm_cfg)
             if hidden != out_channels else nn.Identity())
 
     def forward(self, x):

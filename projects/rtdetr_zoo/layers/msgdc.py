@@ -170,7 +170,8 @@ class MSGDCBottleneck(BaseModule):
         shortcut (bool): Residual connections. Defaults to True.
         mlp_ratio (float): MLP hidden width / C_out. Defaults to 2.0.
         act_cfg (dict, optional): Activation of the MLP and the RepConv.
-        norm_cfg (dict): Norm of the MLP convs. Defaults to BN.
+        norm_cfg (dict): Norm of the MLP convs and of the RepConv mixer.
+            Defaults to BN.
         mixer_norm_cfg (dict): Norm of :class:`MSGDC`. Defaults to LN.
 
     Shapes: (B, C_in, H, W) -> (B, C_out, H, W).
@@ -196,7 +197,8 @@ class MSGDCBottleneck(BaseModule):
                 raise ValueError(
                     f'the RepConv mixer is 3x3 + 1x1 (RepVGG); kernel_size '
                     f'must be 3, got {kernel_size}')
-            self.mixer = RepVGGBlock(in_channels, in_channels, act_cfg=act_cfg)
+            self.mixer = RepVGGBlock(in_channels, in_channels, act_cfg=act_cfg,
+                                     norm_cfg=norm_cfg)
         hidden = max(1, round(out_channels * mlp_ratio))
         self.mlp = nn.Sequential(
             ConvModule(in_channels, hidden, 1, norm_cfg=norm_cfg,

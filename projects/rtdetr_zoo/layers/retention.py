@@ -150,7 +150,7 @@ def _attend(q, k, v, mask):
 
     ``F.scaled_dot_product_attention`` fuses the mask add and the softmax
     (no (L, L) weight matrix kept for backward on the fused kernels);
-    ``tools/analysis/get_flops.py`` registers a FLOP handle for it.
+    ``rtdetr_zoo.analysis.flops`` gives the FLOP counter a handle for it.
     """
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 

@@ -1,9 +1,9 @@
-"""Build the up-sampling operator of a feature pyramid from a config dict."""
-import inspect
-
+"""Build the up-sampling operator of a feature pyramid from a config dict,
+and crop a resampled map to the size of the level it is fused with."""
+import torch
 import torch.nn as nn
 
-from mmdet.registry import MODELS
+from .csp_layers import build_registered
 
 INTERPOLATION_MODES = ('nearest', 'bilinear', 'bicubic')
 
@@ -20,17 +20,37 @@ def build_upsample_layer(cfg, in_channels):
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise ValueError(
             f'upsample_cfg must be a dict with a "type" key, got {cfg!r}')
-    cfg = dict(cfg)
-    layer_type = cfg.pop('type')
-    if layer_type in INTERPOLATION_MODES:
+    if cfg['type'] in INTERPOLATION_MODES:
+        cfg = dict(cfg)
         cfg.setdefault('scale_factor', 2)
-        return nn.Upsample(mode=layer_type, **cfg)
-    layer_cls = MODELS.get(layer_type)
-    if layer_cls is None:
-        raise KeyError(
-            f'upsample_cfg type {layer_type!r} is neither an interpolation '
-            f'mode {INTERPOLATION_MODES} nor registered in mmdet MODELS '
-            f'(is its module imported?)')
-    if 'in_channels' in inspect.signature(layer_cls).parameters:
-        cfg.setdefault('in_channels', in_channels)
-    return layer_cls(**cfg)
+        return nn.Upsample(mode=cfg.pop('type'), **cfg)
+    return build_registered(
+        cfg, 'upsample_cfg',
+        hint=f' nor an interpolation mode {INTERPOLATION_MODES}',
+        in_channels=in_channels)
+
+
+def match_size(x, ref):
+    """Crop a resampled map ``x`` to the spatial size of ``ref``.
+
+    With inputs of sizes ``ceil(H / s)`` and strides doubling per level, an
+    x2 up-sampled (or stride-2 down-sampled) map is the size of the level it
+    is fused with, or one pixel larger where that level's size is odd; the
+    extra row/column is cropped. A map smaller than ``ref`` means the inputs
+    do not follow that rule, which is an error.
+
+    Shapes: x (B, C, H_x, W_x), ref (B', C', H, W) with H_x >= H, W_x >= W
+    -> (B, C, H, W).
+
+    Raises:
+        ValueError: if ``x`` is smaller than ``ref`` in height or width.
+    """
+    height, width = ref.shape[-2:]
+    if not torch.jit.is_tracing() and (x.shape[-2] < height
+                                       or x.shape[-1] < width):
+        raise ValueError(
+            f'match_size: a resampled map of shape {tuple(x.shape)} is '
+            f'smaller than the level it is fused with {tuple(ref.shape)}; '
+            f'neck inputs must have sizes ceil(H / stride) for the image '
+            f'size (H, W), with strides doubling per level')
+    return x[..., :height, :width]

@@ -10,8 +10,8 @@ from mmengine.model import BaseModule
 
 from mmdet.registry import MODELS
 
-from ..layers import (AIFI, CSPRepLayer, WeightedFusion, build_upsample_layer,
-                      conv_bn)
+from ..layers import (CSPRepLayer, WeightedFusion, build_aifi,
+                      build_upsample_layer, conv_bn, match_size)
 
 
 @MODELS.register_module()
@@ -22,7 +22,7 @@ class BiFPNHybridEncoder(BaseModule):
     Inputs are ``L >= 3`` backbone levels, finest first (the seed: P2-P5 at
     strides 4/8/16/32). The finest level (P2) only feeds the bottom-up path;
     the ``L - 1`` others are the outputs (P3-P5). With ``P_i`` the 1x1
-    conv-BN-act projections of the inputs to ``hidden_dim`` channels (the
+    conv-norm-act projections of the inputs to ``hidden_dim`` channels (the
     coarsest after ``input_proj`` -> AIFI -> ``lateral_conv``), ``F`` a
     :class:`WeightedFusion` node and ``R`` a :class:`CSPRepLayer`:
 
@@ -33,8 +33,8 @@ class BiFPNHybridEncoder(BaseModule):
       ``O_top = R(F(down(O_{top-1}), P_top))``.
 
     ``up`` is the configured up-sampler (nearest x2), ``down`` a 3x3 stride-2
-    conv-BN-act. With the defaults and in_channels ``[32, 64, 96, 1280]`` this
-    is the seed's head (its layers 5-25) with the decoder left out.
+    conv-norm-act. With the defaults and in_channels ``[32, 64, 96, 1280]``
+    this is the seed's head (its layers 5-25) with the decoder left out.
 
     Args:
         in_channels (Sequence[int]): Channels of the input levels, finest
@@ -44,7 +44,8 @@ class BiFPNHybridEncoder(BaseModule):
         num_heads (int), ffn_dim (int), dropout (float), enc_act_cfg (dict):
             AIFI settings (8 heads, FFN 1024, dropout 0, GELU).
         pe_temperature (float): AIFI position-embedding temperature.
-        num_csp_blocks (int): RepVGG blocks per RepC3. Defaults to 3.
+        depth_mult (float): Depth multiplier: ``round(3 * depth_mult)``
+            RepVGG blocks per RepC3 (3 by default, as the seed).
         expansion (float): Hidden width ratio of the RepC3 blocks.
         act_cfg (dict): Activation of the convs. Defaults to SiLU.
         weight_act (str): Fusion weight activation: ``'relu'`` (fast
@@ -52,12 +53,19 @@ class BiFPNHybridEncoder(BaseModule):
         fusion_eps (float): Fusion normalisation epsilon. Defaults to 1e-4.
         eval_spatial_size (tuple[int, int], optional): (H, W) of the input
             image at a fixed evaluation size (AIFI caches its embedding).
-        top_stride (int): Stride of the coarsest level (for
-            ``eval_spatial_size``). Defaults to 32.
+        feat_strides (Sequence[int]): Strides of the input levels, one per
+            level (AIFI's cached size is ``ceil(eval_spatial_size / s)`` for
+            the coarsest). Defaults to (4, 8, 16, 32).
         upsample_cfg (dict): Top-down up-sampler, see
             :func:`build_upsample_layer`.
         csp_block_cfg (dict, optional): Bottleneck of the RepC3 blocks
             (default RepVGG), see :class:`CSPRepLayer`.
+        norm_cfg (dict): Norm of every conv (projections, resampling convs
+            and RepC3 blocks). Defaults to BN.
+
+    Attributes:
+        out_strides (tuple[int]): Stride of each output
+            (``feat_strides[1:]``).
 
     Shapes: a tuple of L maps (B, C_i, H_i, W_i) with H_i = ceil(H / s_i) ->
     a tuple of L - 1 maps (B, hidden_dim, H_i, W_i), levels 1..L-1.
@@ -66,11 +74,11 @@ class BiFPNHybridEncoder(BaseModule):
     def __init__(self, in_channels=(32, 64, 96, 1280), hidden_dim=256,
                  num_encoder_layers=1, num_heads=8, ffn_dim=1024, dropout=0.0,
                  enc_act_cfg=dict(type='GELU'), pe_temperature=10000.,
-                 num_csp_blocks=3, expansion=1.0, act_cfg=dict(type='SiLU'),
+                 depth_mult=1.0, expansion=1.0, act_cfg=dict(type='SiLU'),
                  weight_act='relu', fusion_eps=1e-4, eval_spatial_size=None,
-                 top_stride=32,
+                 feat_strides=(4, 8, 16, 32),
                  upsample_cfg=dict(type='nearest', scale_factor=2),
-                 csp_block_cfg=None, init_cfg=None):
+                 csp_block_cfg=None, norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg)
         self.in_channels = list(in_channels)
         if len(self.in_channels) < 3:
@@ -78,36 +86,42 @@ class BiFPNHybridEncoder(BaseModule):
                 f'BiFPNHybridEncoder needs at least 3 input levels (an extra '
                 f'fine level and two outputs), got in_channels='
                 f'{self.in_channels}')
+        if len(feat_strides) != len(self.in_channels):
+            raise ValueError(
+                f'BiFPNHybridEncoder feat_strides {list(feat_strides)} must '
+                f'have one stride per input level (in_channels='
+                f'{self.in_channels})')
         self.hidden_dim = hidden_dim
+        self.out_strides = tuple(feat_strides[1:])
         num_outs = len(self.in_channels) - 1
+        cna = dict(act_cfg=act_cfg, norm_cfg=norm_cfg)
 
         # Encoder on the coarsest level: projection, AIFI, lateral conv.
-        self.input_proj = conv_bn(self.in_channels[-1], hidden_dim, 1)
+        self.input_proj = conv_bn(self.in_channels[-1], hidden_dim, 1,
+                                  norm_cfg=norm_cfg)
         self.encoder = None
         if num_encoder_layers > 0:
-            level_size = None
-            if eval_spatial_size is not None:
-                level_size = tuple(-(-s // top_stride)
-                                   for s in eval_spatial_size)
-            self.encoder = AIFI(hidden_dim, num_heads, ffn_dim, dropout,
-                                enc_act_cfg, num_encoder_layers,
-                                pe_temperature, level_size)
-        self.lateral_conv = conv_bn(hidden_dim, hidden_dim, 1, act_cfg=act_cfg)
+            self.encoder = build_aifi(
+                hidden_dim, num_heads, ffn_dim, dropout, enc_act_cfg,
+                num_encoder_layers, pe_temperature, eval_spatial_size,
+                feat_strides[-1])
+        self.lateral_conv = conv_bn(hidden_dim, hidden_dim, 1, **cna)
 
         # BiFPN inputs: output levels projected to hidden_dim, the extra fine
         # level down-sampled to the finest output level.
         self.level_convs = nn.ModuleList(
-            conv_bn(c, hidden_dim, 1, act_cfg=act_cfg)
+            conv_bn(c, hidden_dim, 1, **cna)
             for c in self.in_channels[1:-1] + [hidden_dim])
-        self.extra_down = conv_bn(self.in_channels[0], hidden_dim, 3, 2,
-                                  act_cfg=act_cfg)
+        self.extra_down = conv_bn(self.in_channels[0], hidden_dim, 3, 2, **cna)
 
         def fusion(num_inputs):
             return WeightedFusion(num_inputs, weight_act, fusion_eps)
 
+        num_blocks = round(3 * depth_mult)
+
         def csp():
-            return CSPRepLayer(hidden_dim, hidden_dim, num_csp_blocks,
-                               expansion, act_cfg, csp_block_cfg)
+            return CSPRepLayer(hidden_dim, hidden_dim, num_blocks, expansion,
+                               act_cfg, csp_block_cfg, norm_cfg)
 
         # Top-down nodes, coarse to fine (levels num_outs - 2 .. 0).
         self.upsamples = nn.ModuleList()
@@ -120,22 +134,11 @@ class BiFPNHybridEncoder(BaseModule):
             self.td_blocks.append(csp())
         # Bottom-up nodes, fine to coarse (levels 0 .. num_outs - 1).
         self.downsamples = nn.ModuleList(
-            conv_bn(hidden_dim, hidden_dim, 3, 2, act_cfg=act_cfg)
+            conv_bn(hidden_dim, hidden_dim, 3, 2, **cna)
             for _ in range(num_outs - 1))
         self.bu_fusions = nn.ModuleList(
             fusion(3 if i < num_outs - 1 else 2) for i in range(num_outs))
         self.bu_blocks = nn.ModuleList(csp() for _ in range(num_outs))
-
-    @staticmethod
-    def _match_size(x, ref):
-        """Crop ``x`` to ``ref``'s spatial size: an x2 up-sampled map is one
-        pixel larger than the finer level when that level's size is odd."""
-        if x.shape[-2] < ref.shape[-2] or x.shape[-1] < ref.shape[-1]:
-            raise ValueError(
-                f'BiFPNHybridEncoder: a resampled map {tuple(x.shape)} is '
-                f'smaller than its level {tuple(ref.shape)}; inputs must have '
-                f'sizes ceil(H / stride) with strides doubling per level')
-        return x[..., :ref.shape[-2], :ref.shape[-1]]
 
     def forward(self, feats):
         if len(feats) != len(self.in_channels):
@@ -154,16 +157,16 @@ class BiFPNHybridEncoder(BaseModule):
         tds = [None] * num_outs
         tds[-1] = levels[-1]
         for k, i in enumerate(range(num_outs - 2, -1, -1)):
-            up = self._match_size(self.upsamples[k](tds[i + 1]), levels[i])
+            up = match_size(self.upsamples[k](tds[i + 1]), levels[i])
             tds[i] = self.td_blocks[k](self.td_fusions[k]([up, levels[i]]))
 
         # Bottom-up path.
         outs = []
-        down = self._match_size(self.extra_down(feats[0]), levels[0])
+        down = match_size(self.extra_down(feats[0]), levels[0])
         for i in range(num_outs):
             if i > 0:
-                down = self._match_size(self.downsamples[i - 1](outs[-1]),
-                                        levels[i])
+                down = match_size(self.downsamples[i - 1](outs[-1]),
+                                  levels[i])
             inputs = [down, levels[i]]
             if i < num_outs - 1:
                 inputs.append(tds[i])

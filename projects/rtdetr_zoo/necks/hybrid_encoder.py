@@ -5,14 +5,15 @@ from mmengine.model import BaseModule
 
 from mmdet.registry import MODELS
 
-from ..layers import AIFI, CSPRepLayer, build_upsample_layer, conv_bn
+from ..layers import (CSPRepLayer, build_aifi, build_upsample_layer, conv_bn,
+                      match_size)
 
 
 @MODELS.register_module()
 class HybridEncoder(BaseModule):
     """Hybrid encoder of RT-DETR (Zhao et al., CVPR 2024, Sec. 4.2).
 
-    1. Input projection: per level a 1x1 conv + BN to ``hidden_dim``.
+    1. Input projection: per level a 1x1 conv + norm to ``hidden_dim``.
     2. AIFI: a transformer encoder (:class:`AIFI`) on the levels in
        ``use_encoder_idx`` (the stride-32 level by default).
     3. CCFM: a top-down FPN (1x1 lateral conv, up-sampling, concat,
@@ -35,14 +36,21 @@ class HybridEncoder(BaseModule):
         eval_spatial_size (tuple[int, int], optional): (H, W) of the input
             image at a fixed evaluation size; AIFI caches its position
             embedding for it.
-        feat_strides (list[int]): Strides of the input levels, used only with
-            ``eval_spatial_size``.
+        feat_strides (Sequence[int]): Strides of the input levels, one per
+            level (AIFI's cached size is ``ceil(eval_spatial_size / s)``).
+            Defaults to (8, 16, 32).
         upsample_cfg (dict): Top-down up-sampler, built by
             :func:`build_upsample_layer` (default nearest x2).
         csp_block_cfg (dict, optional): Bottleneck type of the CSP blocks
             (default RepVGG), see :class:`CSPRepLayer`.
+        norm_cfg (dict): Norm of every conv (projections, CCFM convs and CSP
+            blocks). Defaults to BN.
 
-    Shapes: a tuple of (B, C_i, H_i, W_i) -> a tuple of (B, hidden_dim, H_i, W_i).
+    Attributes:
+        out_strides (tuple[int]): Stride of each output (``feat_strides``).
+
+    Shapes: a tuple of L maps (B, C_i, H_i, W_i) with H_i = ceil(H / s_i) ->
+    a tuple of L maps (B, hidden_dim, H_i, W_i).
     """
 
     def __init__(self, in_channels=(512, 1024, 2048), hidden_dim=256,
@@ -52,7 +60,7 @@ class HybridEncoder(BaseModule):
                  act_cfg=dict(type='SiLU'), eval_spatial_size=None,
                  feat_strides=(8, 16, 32),
                  upsample_cfg=dict(type='nearest', scale_factor=2),
-                 csp_block_cfg=None, init_cfg=None):
+                 csp_block_cfg=None, norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg)
         self.in_channels = list(in_channels)
         self.hidden_dim = hidden_dim
@@ -63,27 +71,26 @@ class HybridEncoder(BaseModule):
             raise ValueError(
                 f'use_encoder_idx {bad} out of range for {num_levels} input '
                 f'levels (in_channels={self.in_channels})')
-        if eval_spatial_size is not None and len(feat_strides) != num_levels:
+        if len(feat_strides) != num_levels:
             raise ValueError(
-                f'feat_strides {list(feat_strides)} must have one stride per '
-                f'input level ({num_levels})')
+                f'HybridEncoder feat_strides {list(feat_strides)} must have '
+                f'one stride per input level (in_channels={self.in_channels})')
+        self.out_strides = tuple(feat_strides)
         self.input_proj = nn.ModuleList(
-            conv_bn(c, hidden_dim, 1) for c in self.in_channels)
+            conv_bn(c, hidden_dim, 1, norm_cfg=norm_cfg)
+            for c in self.in_channels)
         self.encoder = nn.ModuleList()
         if num_encoder_layers > 0:
-            for idx in self.use_encoder_idx:
-                level_size = None
-                if eval_spatial_size is not None:
-                    level_size = tuple(
-                        -(-s // feat_strides[idx]) for s in eval_spatial_size)
-                self.encoder.append(
-                    AIFI(hidden_dim, num_heads, ffn_dim, dropout, enc_act_cfg,
-                         num_encoder_layers, pe_temperature, level_size))
+            self.encoder.extend(
+                build_aifi(hidden_dim, num_heads, ffn_dim, dropout,
+                           enc_act_cfg, num_encoder_layers, pe_temperature,
+                           eval_spatial_size, feat_strides[idx])
+                for idx in self.use_encoder_idx)
         num_blocks = round(3 * depth_mult)
 
         def csp():
             return CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks,
-                               expansion, act_cfg, csp_block_cfg)
+                               expansion, act_cfg, csp_block_cfg, norm_cfg)
 
         self.lateral_convs = nn.ModuleList()
         self.upsamples = nn.ModuleList()
@@ -92,21 +99,14 @@ class HybridEncoder(BaseModule):
         self.pan_blocks = nn.ModuleList()
         for _ in range(num_levels - 1):
             self.lateral_convs.append(
-                conv_bn(hidden_dim, hidden_dim, 1, act_cfg=act_cfg))
+                conv_bn(hidden_dim, hidden_dim, 1, act_cfg=act_cfg,
+                        norm_cfg=norm_cfg))
             self.upsamples.append(build_upsample_layer(upsample_cfg, hidden_dim))
             self.fpn_blocks.append(csp())
             self.downsample_convs.append(
-                conv_bn(hidden_dim, hidden_dim, 3, stride=2, act_cfg=act_cfg))
+                conv_bn(hidden_dim, hidden_dim, 3, stride=2, act_cfg=act_cfg,
+                        norm_cfg=norm_cfg))
             self.pan_blocks.append(csp())
-
-    @staticmethod
-    def _match_size(x, ref):
-        """Crop ``x`` to ``ref``'s spatial size.
-
-        Up-sampled (x2) or stride-2 maps may be one pixel larger than the
-        neighbouring level when the input size is not a multiple of 32.
-        """
-        return x[..., :ref.shape[-2], :ref.shape[-1]]
 
     def forward(self, feats):
         if len(feats) != len(self.in_channels):
@@ -123,7 +123,7 @@ class HybridEncoder(BaseModule):
             feat_high = self.lateral_convs[i](inner_outs[0])
             inner_outs[0] = feat_high
             feat_low = proj[idx - 1]
-            upsampled = self._match_size(self.upsamples[i](feat_high), feat_low)
+            upsampled = match_size(self.upsamples[i](feat_high), feat_low)
             inner_outs.insert(
                 0, self.fpn_blocks[i](torch.cat([upsampled, feat_low], dim=1)))
 
@@ -131,6 +131,6 @@ class HybridEncoder(BaseModule):
         outs = [inner_outs[0]]
         for i in range(len(proj) - 1):
             feat_high = inner_outs[i + 1]
-            down = self._match_size(self.downsample_convs[i](outs[-1]), feat_high)
+            down = match_size(self.downsample_convs[i](outs[-1]), feat_high)
             outs.append(self.pan_blocks[i](torch.cat([down, feat_high], dim=1)))
         return tuple(outs)
