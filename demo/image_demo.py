@@ -31,7 +31,7 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('inputs', help='an image file or a folder of images')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
     parser.add_argument('--out-dir', required=True,
                         help='folder for the drawn images (created)')
     parser.add_argument('--score-thr', type=float, default=0.3,
@@ -42,7 +42,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     for path, what in ((args.config, 'config'),
                        (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
+        # A checkpoint may also be a URL (e.g. an official release).
+        if not osp.isfile(path) and not (what == 'checkpoint'
+                                         and '://' in path):
             parser.error(f'{what} file not found: {path}')
     if not osp.exists(args.inputs):
         parser.error(f'input image or folder not found: {args.inputs}')

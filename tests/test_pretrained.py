@@ -398,3 +398,18 @@ def test_timm_scheme_downloads_the_named_weights_once_per_name(monkeypatch,
         ours = backbone.eval()(x)
         theirs = reference.forward_intermediates(x, intermediates_only=True)
     torch.testing.assert_close(ours[-2], theirs[-2], atol=1e-4, rtol=1e-4)
+
+
+def test_demo_runs_on_the_official_release(official, tmp_path):
+    path = tmp_path / 'rtdetr_r18vd_dec3_6x_coco_from_paddle.pth'
+    save_official_release(official, path)
+    out_dir = tmp_path / 'out'
+    done = subprocess.run(
+        [sys.executable, 'demo/image_demo.py',
+         osp.join(RACCOON, 'images', 'raccoon-1.jpg'),
+         'configs/rtdetr_r18vd_coco.py', str(path), '--out-dir',
+         str(out_dir), '--score-thr', '0.0'],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out_dir / 'raccoon-1.jpg').is_file()
+    assert 'wrote 1 image(s) with 300 detection(s)' in done.stdout

@@ -17,7 +17,7 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='test config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
     parser.add_argument('--work-dir', help='where the evaluation log goes')
     parser.add_argument('--out', help='dump raw predictions to a .pkl file')
     parser.add_argument('--show-dir', help='draw predictions into this '
@@ -36,7 +36,9 @@ def main():
     args = parse_args()
     for path, what in ((args.config, 'config'),
                        (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
+        # A checkpoint may also be a URL (e.g. an official release).
+        if not osp.isfile(path) and not (what == 'checkpoint'
+                                         and '://' in path):
             raise SystemExit(f'error: {what} file not found: {path}')
     setup_cache_size_limit_of_dynamo()
     cfg = Config.fromfile(args.config)

@@ -19,7 +19,13 @@ Backends are small runner classes registered in :data:`BACKENDS` (a runner
 is built from the model and the inputs and called without arguments once per
 iteration); the ONNX Runtime runner exports the model in its constructor and
 runs the session in ``__call__``.
+
+:func:`benchmark_onnx` times existing ``.onnx`` files (e.g. the fp32 and
+INT8 graphs of one model) with :class:`OnnxFileRunner`: with several files
+the runs alternate (file 1, file 2, ..., file 1, ...), so that a change of
+machine load affects every graph alike.
 """
+import os.path as osp
 import resource
 import statistics
 import tempfile
@@ -32,7 +38,7 @@ import torch
 from mmdet.structures import DetDataSample
 
 from ..apis import load_detector
-from ..deploy import create_ort_session, export_onnx
+from ..deploy import create_ort_session, export_onnx, graph_input_shape
 
 PARTS = ('backbone', 'detector')
 
@@ -117,6 +123,34 @@ class OnnxRuntimeRunner:
         return self.session.run(None, {'images': self.images})
 
 
+class OnnxFileRunner:
+    """ONNX Runtime (CPU) on an existing graph file of
+    :func:`rtdetr_zoo.deploy.export_onnx` (fp32 or quantized): random
+    float32 RGB images in [0, 255] of the graph's fixed (B, 3, H, W) input
+    (B = 1 when dynamic), ``num_threads`` intra-op threads (default: as many
+    as torch uses).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+
+    def __init__(self, path, num_threads=None, seed=0):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'ONNX file not found: {path}')
+        self.path = path
+        self.session = create_ort_session(
+            path, num_threads or torch.get_num_threads())
+        batch = self.session.get_inputs()[0].shape[0]
+        batch = batch if isinstance(batch, int) else 1
+        self.shape = (batch, 3, *graph_input_shape(self.session, path))
+        gen = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(0, 256, self.shape,
+                                    generator=gen).float().numpy()
+
+    def __call__(self):
+        return self.session.run(None, {'images': self.images})
+
+
 BACKENDS = {'pytorch': PytorchRunner, 'onnxruntime': OnnxRuntimeRunner}
 
 
@@ -155,6 +189,15 @@ def percentile(values, q):
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+def latency_stats(times, batch):
+    """``times`` (seconds per run) -> ``median_ms``, ``p90_ms``,
+    ``mean_ms`` and ``throughput`` (images / s at ``batch``)."""
+    mean = statistics.fmean(times)
+    return dict(median_ms=statistics.median(times) * 1000,
+                p90_ms=percentile(times, 90) * 1000, mean_ms=mean * 1000,
+                throughput=batch / mean)
+
+
 def run_benchmark(runner, warmup, iters, batch, logger):
     """Call ``runner`` ``warmup`` times, then time ``iters`` calls.
 
@@ -176,12 +219,8 @@ def run_benchmark(runner, warmup, iters, batch, logger):
             if (i + 1) % max(iters // 5, 1) == 0 or i + 1 == iters:
                 logger.info(f'timed {i + 1}/{iters}: '
                             f'{times[-1] * 1000:.1f} ms')
-    mean = statistics.fmean(times)
     return dict(
-        median_ms=statistics.median(times) * 1000,
-        p90_ms=percentile(times, 90) * 1000,
-        mean_ms=mean * 1000,
-        throughput=batch / mean,
+        latency_stats(times, batch),
         baseline_rss_mib=baseline / 2**20,
         peak_rss_growth_mib=(rss.peak - baseline) / 2**20,
         max_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -232,3 +271,53 @@ def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
         f'(psutil RSS sampled every 2 ms); process peak RSS '
         f'{stats["max_rss_mib"]:.0f} MiB (getrusage ru_maxrss)')
     return dict(stats, params=params)
+
+
+def benchmark_onnx(paths, logger, warmup=5, iters=20, num_threads=None):
+    """Time existing ``.onnx`` graphs in ONNX Runtime, runs alternating
+    between the files (see module doc), with progress logged.
+
+    Args:
+        paths (list[str]): Graph files (fixed H, W input).
+        logger (logging.Logger): Where the progress and results go.
+        warmup (int): Untimed runs of each graph first.
+        iters (int): Timed runs of each graph.
+        num_threads (int, optional): ONNX Runtime intra-op threads
+            (default: torch's thread count).
+
+    Returns:
+        dict: per path, the statistics of :func:`latency_stats` plus
+        ``input_shape`` (B, 3, H, W) and, from the second file on,
+        ``speedup`` (the first file's median / this file's median).
+    """
+    runners = [OnnxFileRunner(path, num_threads) for path in paths]
+    threads = num_threads or torch.get_num_threads()
+    for runner in runners:
+        logger.info(f'{runner.path}: input {runner.shape}, {threads} threads')
+    for _ in range(warmup):
+        for runner in runners:
+            runner()
+    logger.info(f'{warmup} warm-up runs of each graph done')
+    times = [[] for _ in runners]
+    for i in range(iters):
+        for runner, runner_times in zip(runners, times):
+            start = time.perf_counter()
+            runner()
+            runner_times.append(time.perf_counter() - start)
+        if (i + 1) % max(iters // 5, 1) == 0 or i + 1 == iters:
+            logger.info(f'timed {i + 1}/{iters}: ' + ', '.join(
+                f'{t[-1] * 1000:.1f} ms' for t in times))
+    results = {}
+    for runner, runner_times in zip(runners, times):
+        stats = latency_stats(runner_times, runner.shape[0])
+        stats['input_shape'] = runner.shape
+        if results:
+            stats['speedup'] = (results[paths[0]]['median_ms'] /
+                                stats['median_ms'])
+        results[runner.path] = stats
+        logger.info(
+            f'{runner.path}: median {stats["median_ms"]:.1f} ms, p90 '
+            f'{stats["p90_ms"]:.1f} ms, mean {stats["mean_ms"]:.1f} ms'
+            + (f', {stats["speedup"]:.2f}x vs {paths[0]}'
+               if 'speedup' in stats else ''))
+    return results

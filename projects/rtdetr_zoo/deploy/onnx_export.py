@@ -54,6 +54,13 @@ def default_input_shape(model):
     size = cfg.get('model', {}).get('neck', {}).get('eval_spatial_size')
     if size:
         return tuple(int(v) for v in size)
+    return test_resize_shape(cfg) or (640, 640)
+
+
+def test_resize_shape(cfg):
+    """The fixed (H, W) of the first ``Resize(scale=(W, H),
+    keep_ratio=False)`` in ``cfg``'s test pipeline, or ``None`` when the
+    test pipeline has no such resize."""
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     for transform in dataset.get('pipeline', []):
         scale = transform.get('scale')
@@ -61,7 +68,7 @@ def default_input_shape(model):
                 and isinstance(scale, (tuple, list)) and len(scale) == 2
                 and not transform.get('keep_ratio', False)):
             return int(scale[1]), int(scale[0])
-    return 640, 640
+    return None
 
 
 def switch_to_deploy(model):
