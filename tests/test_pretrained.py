@@ -1,7 +1,8 @@
 """Pretrained weights, offline: every loader on checkpoints with the
 published key names and shapes.
 
-* ImageNet backbones through ``init_cfg=dict(type='Pretrained', ...)``:
+* ImageNet backbones through their COCO config's own ``init_cfg`` (the URL
+  replaced by a local file):
   the official RT-DETR PResNet-18 layout (the fixture's backbone tensors,
   whose features the official code computed), the official RT-DETR HGNetv2-L
   layout (generated from the published module structure), mmpretrain's
@@ -13,6 +14,7 @@ published key names and shapes.
 * Clear errors: unreachable URL, wrong family, truncated file, no COCO data.
 * Every COCO config names a public checkpoint; raccoon configs do not.
 """
+import copy
 import glob
 import logging
 import os.path as osp
@@ -28,7 +30,8 @@ from mmengine.runner import load_checkpoint
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 
-from .utils import CONFIG_DIR, REPO_ROOT, build_detector_from_config
+from .utils import (CONFIG_DIR, REPO_ROOT, build_detector_from_config,
+                    load_config)
 
 FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
                    'rtdetr_r18vd_official.pt')
@@ -56,6 +59,16 @@ def pretrained(checkpoint, **kwargs):
     return dict(type='Pretrained', checkpoint=str(checkpoint), **kwargs)
 
 
+def config_backbone(name, checkpoint=None):
+    """The backbone of ``configs/<name>`` with its own ``init_cfg``, the
+    public URL replaced by a local ``checkpoint``."""
+    backbone = copy.deepcopy(load_config(name).model.backbone)
+    assert backbone.init_cfg.type == 'Pretrained'
+    if checkpoint is not None:
+        backbone.init_cfg.checkpoint = str(checkpoint)
+    return MODELS.build(backbone)
+
+
 # ----------------------------------------------------------------------------
 # ImageNet backbones
 # ----------------------------------------------------------------------------
@@ -73,8 +86,7 @@ def test_official_presnet18_layout_loads_and_gives_official_features(
                for k in state)
     path = tmp_path / 'ResNet18_vd_pretrained_from_paddle.pth'
     torch.save(state, path)
-    backbone = MODELS.build(dict(type='ResNetVd', depth=18,
-                                 init_cfg=pretrained(path)))
+    backbone = config_backbone('rtdetr_r18vd_coco', path)
     backbone.init_weights()
     own = [k for k in backbone.state_dict()
            if not k.endswith('num_batches_tracked')]
@@ -143,8 +155,7 @@ def test_official_hgnetv2_l_layout_loads_every_tensor(tmp_path, log_lines):
     state = official_hgnetv2_l_state_dict()
     path = tmp_path / 'PPHGNetV2_L_ssld_pretrained_from_paddle.pth'
     torch.save(state, path)
-    backbone = MODELS.build(dict(type='HGNetv2', arch='L',
-                                 init_cfg=pretrained(path)))
+    backbone = config_backbone('rtdetr_hgnetv2_l_coco', path)
     backbone.init_weights()
     own = backbone.state_dict()
     assert len(own) == len(state)
@@ -181,9 +192,7 @@ def test_mmpretrain_riformer_classifier_checkpoint_gives_the_same_features(
     state['head.fc.bias'] = torch.zeros(1000)
     path = tmp_path / 'riformer-s12_32xb128_in1k.pth'
     torch.save(dict(meta=dict(), state_dict=state), path)
-    backbone = MODELS.build(dict(
-        type='RIFormer', arch='s12',
-        init_cfg=pretrained(path, prefix='backbone.')))
+    backbone = config_backbone('rtdetr_riformer_s12', path)
     backbone.init_weights()
     assert any('loaded' in line and str(path) in line for line in log_lines)
     x = torch.rand(1, 3, 64, 96)
@@ -387,8 +396,8 @@ def test_timm_scheme_downloads_the_named_weights_once_per_name(monkeypatch,
 
     monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
     name = 'mobilenetv4_conv_small.e2400_r224_in1k'
-    backbone = MODELS.build(dict(type='MobileNetV4', arch='conv_small',
-                                 init_cfg=pretrained(f'timm://{name}')))
+    backbone = config_backbone('rtdetr_mnv4_conv_s_bifpn')
+    assert backbone.init_cfg.checkpoint == f'timm://{name}'
     backbone.init_weights()
     assert calls == [(f'https://huggingface.co/timm/{name}/resolve/main/'
                       'pytorch_model.bin', f'timm_{name}.bin')]
