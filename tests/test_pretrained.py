@@ -422,3 +422,20 @@ def test_demo_runs_on_the_official_release(official, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out_dir / 'raccoon-1.jpg').is_file()
     assert 'wrote 1 image(s) with 300 detection(s)' in done.stdout
+
+
+def test_official_training_checkpoint_loads_its_ema_weights(official,
+                                                            tmp_path):
+    """An official training checkpoint holds the EMA weights under
+    ``ema.module`` beside the raw ``model`` and the schedule state: the EMA
+    weights are the ones loaded."""
+    path = tmp_path / 'checkpoint0071.pth'
+    state = official['state_dict']
+    torch.save(dict(ema=dict(module=state, updates=7),
+                    model={k: torch.zeros_like(v) for k, v in state.items()},
+                    last_epoch=71), path)
+    model = build_detector_from_config('rtdetr_r18vd_coco', small=False)
+    load_checkpoint(model, str(path), map_location='cpu', strict=True)
+    torch.testing.assert_close(
+        model.backbone.stem[0].conv.weight,
+        state['backbone.conv1.conv1_1.conv.weight'].float())

@@ -1,6 +1,4 @@
 """RT-DETR detector on mmdet's DINO (Zhao et al., CVPR 2024)."""
-from collections.abc import Mapping
-
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.logging import MMLogger
@@ -11,6 +9,7 @@ from mmdet.models.detectors.deformable_detr import DeformableDETR
 from mmdet.registry import MODELS
 
 from ..deploy.official_converter import convert_official_state_dict
+from ..engine.checkpoint import extract_state_dict
 from ..layers import RTDETRTransformerDecoder, conv_bn
 
 # Keys only an official RT-DETR (lyuwenyu/RT-DETR, rtdetr_pytorch) state
@@ -26,23 +25,20 @@ def load_official_layout(module, state_dict, prefix, *args):
     """``load_state_dict`` pre-hook of :class:`RTDETR`: accept an official
     RT-DETR checkpoint as it is.
 
-    ``{'ema': {'module': ...}}`` or ``{'model': ...}`` (the official files,
-    e.g. ``rtdetr_r18vd_dec3_6x_coco_from_paddle.pth``) is unwrapped and the
-    keys are converted in place by :meth:`RTDETR.convert_official_layout`, so
+    A whole checkpoint file (e.g. the official ``{'ema': {'module': ...}}``
+    of ``rtdetr_r18vd_dec3_6x_coco_from_paddle.pth``, or a training file
+    that also holds ``model`` and the optimizer) is unwrapped by
+    :func:`~rtdetr_zoo.engine.extract_state_dict`, and official key names
+    are converted in place by :meth:`RTDETR.convert_official_layout`, so
     ``load_from``, ``tools/test.py``, ``mmdet.apis.init_detector`` and
     ``mmengine.runner.load_checkpoint`` all take official files.
     """
-    for wrapper in ('ema', 'model'):
-        inner = state_dict.get(prefix + wrapper)
-        if isinstance(inner, Mapping):
-            inner = inner.get('module', inner)
-            if isinstance(inner, Mapping):
-                del state_dict[prefix + wrapper]
-                state_dict.update({prefix + k: v for k, v in inner.items()})
-            break
     own = {k[len(prefix):]: v for k, v in state_dict.items()
            if k.startswith(prefix)}
-    converted = module.convert_official_layout(own)
+    weights = own
+    if not all(isinstance(v, torch.Tensor) for v in own.values()):
+        weights = extract_state_dict(own)
+    converted = module.convert_official_layout(weights)
     if converted is not own:
         for key in own:
             del state_dict[prefix + key]

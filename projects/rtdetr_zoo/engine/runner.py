@@ -37,21 +37,19 @@ class RTDETRRunner(Runner):
         """
         checkpoint = read_checkpoint(filename, map_location=map_location,
                                      logger=self.logger)
+        model = self.model.module if is_model_wrapper(
+            self.model) else self.model
         if 'state_dict' not in checkpoint:
             # A bare state dict or another framework's layout (the official
             # RT-DETR release keeps its weights under ``ema.module``): give
             # the hooks (EMAHook copies ``state_dict``) mmengine's layout.
             state_dict = extract_state_dict(checkpoint, source=filename)
-            model = self.model.module if is_model_wrapper(
-                self.model) else self.model
             convert = getattr(model, 'convert_official_layout', None)
             if convert is not None:
                 state_dict = convert(state_dict)
             checkpoint = dict(state_dict=state_dict,
                               meta=checkpoint.get('meta', {}))
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(
-            self.model) else self.model
         checkpoint = _load_checkpoint_to_model(
             model, checkpoint, strict, revise_keys=list(revise_keys))
         self._has_loaded = True
