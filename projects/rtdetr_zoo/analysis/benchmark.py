@@ -140,9 +140,8 @@ class OnnxFileRunner:
         self.path = path
         self.session = create_ort_session(
             path, num_threads or torch.get_num_threads())
-        batch = self.session.get_inputs()[0].shape[0]
-        batch = batch if isinstance(batch, int) else 1
-        self.shape = (batch, 3, *graph_input_shape(self.session, path))
+        batch, height, width = graph_input_shape(self.session, path)
+        self.shape = (batch or 1, 3, height, width)
         gen = torch.Generator().manual_seed(seed)
         self.images = torch.randint(0, 256, self.shape,
                                     generator=gen).float().numpy()

@@ -11,11 +11,12 @@ from .onnx_export import (DEFAULT_OPSET, RTDETROnnxWrapper,  # noqa: F401
                           export_onnx, run_ort, switch_to_deploy,
                           test_resize_shape, torch_predict)
 from .onnx_eval import (build_evaluator, build_test_dataset,  # noqa: F401
-                        check_input_shape, evaluate_onnx, graph_input_shape,
+                        check_input_shape, check_one_image_batch,
+                        evaluate_onnx, graph_input_shape,
                         iter_onnx_predictions, packed_to_onnx_input)
 from .quantize import (DEFAULT_CALIB_IMAGES, DEFAULT_OP_TYPES,  # noqa: F401
                        DEFAULT_SCOPES, ImageCalibrationReader,
-                       graph_file_input_shape, nodes_in_scopes,
+                       nodes_in_scopes,
                        quantize_onnx, train_image_paths)
 from .riformer_reparam import ReparamError, reparameterize  # noqa: F401
 
@@ -24,10 +25,11 @@ __all__ = [
     'DEFAULT_SCOPES', 'ImageCalibrationReader', 'RENAMES',
     'RTDETROnnxWrapper', 'ReparamError', 'bgr_to_onnx_input',
     'build_evaluator', 'build_test_dataset', 'check_input_shape',
+    'check_one_image_batch',
     'check_onnx', 'compare_detections', 'convert_official_checkpoint',
     'convert_official_state_dict', 'create_ort_session',
     'default_input_shape', 'evaluate_onnx', 'export_onnx',
-    'graph_file_input_shape', 'graph_input_shape', 'iter_onnx_predictions',
+    'graph_input_shape', 'iter_onnx_predictions',
     'nodes_in_scopes', 'packed_to_onnx_input', 'quantize_onnx',
     'rename_official_key', 'reparameterize', 'run_ort', 'switch_to_deploy',
     'test_resize_shape', 'torch_predict', 'train_image_paths'

@@ -32,7 +32,8 @@ from .onnx_export import (INPUT_NAMES, create_ort_session, run_ort,
 
 
 def graph_input_shape(session, path='the graph'):
-    """The fixed (H, W) of an ONNX Runtime session's ``images`` input.
+    """The (B, H, W) of an ONNX Runtime session's ``images`` input, with
+    fixed H and W (B is ``None`` when dynamic).
 
     Raises:
         ValueError: H or W is dynamic (``path`` names the graph).
@@ -41,7 +42,16 @@ def graph_input_shape(session, path='the graph'):
     if len(shape) != 4 or not all(isinstance(v, int) for v in shape[2:]):
         raise ValueError(f'{path}: input {session.get_inputs()[0].name} has '
                          f'shape {shape}; a fixed (B, 3, H, W) is needed')
-    return int(shape[2]), int(shape[3])
+    batch = shape[0] if isinstance(shape[0], int) else None
+    return batch, int(shape[2]), int(shape[3])
+
+
+def check_one_image_batch(batch, path, purpose):
+    """Raise a ``ValueError`` when a graph has a fixed batch other than 1
+    (``purpose`` says why one image at a time is fed)."""
+    if batch not in (None, 1):
+        raise ValueError(f'{path} has a fixed batch of {batch}; {purpose}: '
+                         f'export with --batch 1 or --dynamic-batch')
 
 
 def check_input_shape(graph_shape, cfg_shape, onnx_path, config_name):
@@ -89,7 +99,7 @@ def iter_onnx_predictions(session, dataset, onnx_path='the graph'):
         ValueError: An image whose resized size is not the graph's input
             size (both are named).
     """
-    graph_shape = graph_input_shape(session, onnx_path)
+    graph_shape = graph_input_shape(session, onnx_path)[1:]
     for index in range(len(dataset)):
         data = dataset[index]
         sample = data['data_samples']
@@ -153,13 +163,11 @@ def evaluate_onnx(config, onnx_path, max_images=None, cfg_options=None,
     cfg = load_config(config, cfg_options)
     config_name = config if isinstance(config, str) else 'the config'
     session = create_ort_session(onnx_path, num_threads)
-    batch = session.get_inputs()[0].shape[0]
-    if isinstance(batch, int) and batch != 1:
-        raise ValueError(f'{onnx_path} has a fixed batch of {batch}; images '
-                         f'are evaluated one at a time: export with '
-                         f'--batch 1 or --dynamic-batch')
-    check_input_shape(graph_input_shape(session, onnx_path),
-                      test_resize_shape(cfg), onnx_path, config_name)
+    batch, height, width = graph_input_shape(session, onnx_path)
+    check_one_image_batch(batch, onnx_path,
+                          'images are evaluated one at a time')
+    check_input_shape((height, width), test_resize_shape(cfg), onnx_path,
+                      config_name)
     dataset = build_test_dataset(cfg, max_images)
     evaluator = build_evaluator(cfg, dataset)
     logger.info(f'evaluating {onnx_path} ({INPUT_NAMES[0]} '

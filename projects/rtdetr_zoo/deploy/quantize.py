@@ -29,7 +29,8 @@ from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 
 from ..apis import list_images, load_config
-from .onnx_export import INPUT_NAMES, bgr_to_onnx_input
+from .onnx_eval import check_one_image_batch, graph_input_shape
+from .onnx_export import INPUT_NAMES, bgr_to_onnx_input, create_ort_session
 
 # Besides Conv / MatMul / Gemm, the element-wise ops between them (SiLU =
 # Sigmoid * x, residual Add, Concat, up-sampling Resize, pooling) so that
@@ -43,22 +44,6 @@ DEFAULT_OP_TYPES = ('Conv', 'MatMul', 'Gemm', 'Sigmoid', 'Mul', 'Add',
 DEFAULT_SCOPES = ('/backbone/', '/neck/', '/input_proj',
                   r'/decoder/layers\.\d+/cross_attn/value_proj/')
 DEFAULT_CALIB_IMAGES = 32
-
-
-def graph_file_input_shape(path):
-    """The (B, H, W) of the ``images`` input of the graph file ``path``
-    (B is ``None`` when dynamic).
-
-    Raises:
-        ValueError: The graph has no 4-d input with fixed H and W.
-    """
-    graph = onnx.load(path, load_external_data=False).graph
-    dims = [d.dim_value if d.HasField('dim_value') else None
-            for d in graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[2] is None or dims[3] is None:
-        raise ValueError(f'{path}: input {graph.input[0].name} has shape '
-                         f'{dims}; a fixed (B, 3, H, W) is needed')
-    return dims[0], dims[2], dims[3]
 
 
 def train_image_paths(config, num_images, cfg_options=None):
@@ -167,11 +152,10 @@ def quantize_onnx(fp32_path, out_path, calib_images,
     for path in calib_images:
         if not osp.isfile(path):
             raise FileNotFoundError(f'calibration image not found: {path}')
-    batch, height, width = graph_file_input_shape(fp32_path)
-    if batch not in (None, 1):
-        raise ValueError(f'{fp32_path} has a fixed batch of {batch}; '
-                         f'calibration feeds one image at a time: export '
-                         f'with --batch 1 or --dynamic-batch')
+    batch, height, width = graph_input_shape(
+        create_ort_session(fp32_path), fp32_path)
+    check_one_image_batch(batch, fp32_path,
+                          'calibration feeds one image at a time')
     os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = osp.join(tmp, 'prepared.onnx')
