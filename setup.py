@@ -8,7 +8,7 @@ setup(
     packages=['rtdetr_zoo'] + [
         f'rtdetr_zoo.{sub}' for sub in (
             'backbones', 'datasets', 'necks', 'layers', 'detectors',
-            'dense_heads', 'losses', 'engine', 'deploy')
+            'dense_heads', 'losses', 'engine', 'deploy', 'analysis')
     ],
     package_dir={'rtdetr_zoo': 'projects/rtdetr_zoo'},
     python_requires='>=3.11',

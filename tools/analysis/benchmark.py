@@ -1,8 +1,29 @@
-"""Benchmark inference latency, throughput and memory of a config's model.
+"""Benchmark latency, throughput and memory of a config's model on the CPU.
 
     python tools/analysis/benchmark.py configs/rtdetr_rmt_t.py \
+        [--mode infer|train] [--bf16] [--channels-last] \
         [--part backbone|detector] [--shape 640 | --shape H W] [--batch 1] \
-        [--warmup 5] [--iters 20] [--threads N] [--cfg-options k=v ...]
+        [--warmup 5] [--iters 20] [--threads N] [--cfg-options k=v ...] \
+        [--compare REV] [--profile]
+
+``--mode train`` times a training step instead: forward + loss + backward +
+the config's optimizer step (its learning rates and gradient clipping) on
+random images with 3 random boxes each, and reports the peak RSS growth of
+the step. ``--bf16`` runs the forward (and loss) under
+``torch.autocast('cpu', dtype=torch.bfloat16)``; ``--channels-last`` puts
+the weights and images in ``torch.channels_last``.
+
+``--compare REV`` times the same thing with the package and configs of git
+revision REV (checked out in a temporary ``git worktree``) and of the
+working tree, alternately, each in its own process, and prints both medians,
+their peak RSS growth and the speed-up (e.g. ``--compare HEAD~1`` for the
+effect of the last commit):
+
+    python tools/analysis/benchmark.py configs/rtdetr_r18vd_coco.py \
+        --mode train --batch 2 --threads 2 --compare 8dbc601 --iters 10
+
+``--profile`` prints a ``torch.profiler`` table of one run (sorted by self
+CPU time) and the number of Python function calls instead of timing.
 
 The model is built from the config (random weights; ``init_cfg`` checkpoints
 are not loaded), put in eval mode and run on the CPU under ``torch.no_grad``:
@@ -39,7 +60,8 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from rtdetr_zoo.analysis import BACKENDS, benchmark, input_shape
-from rtdetr_zoo.analysis.benchmark import benchmark_onnx
+from rtdetr_zoo.analysis.benchmark import (benchmark_onnx, compare_revisions,
+                                           profile_step)
 
 
 def parse_args():
@@ -62,6 +84,18 @@ def parse_args():
     parser.add_argument('--onnx', nargs='+', default=None, metavar='PATH',
                         help='time existing .onnx graphs (alternating runs; '
                         'implies --backend onnxruntime)')
+    parser.add_argument('--mode', choices=['infer', 'train'], default='infer',
+                        help='inference, or a training step (forward, loss, '
+                        'backward, optimizer step)')
+    parser.add_argument('--bf16', action='store_true',
+                        help='bf16 autocast on the CPU')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='channels-last weights and images')
+    parser.add_argument('--compare', metavar='REV', default=None,
+                        help='also time git revision REV (temporary git '
+                        'worktree), alternating, and print the speed-up')
+    parser.add_argument('--profile', action='store_true',
+                        help='print a torch.profiler table of one run')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     args = parser.parse_args()
@@ -80,6 +114,14 @@ def parse_args():
         parser.error('--batch and --iters must be >= 1, --warmup >= 0')
     if not osp.isfile(args.config):
         parser.error(f'config file not found: {args.config}')
+    if args.mode == 'train' and args.part != 'detector':
+        parser.error('--mode train times the whole detector (--part '
+                     'detector)')
+    if args.backend != 'pytorch' and (args.mode == 'train' or args.bf16
+                                      or args.channels_last or args.compare
+                                      or args.profile):
+        parser.error('--mode train, --bf16, --channels-last, --compare and '
+                     '--profile are for --backend pytorch')
     return args
 
 
@@ -92,10 +134,22 @@ def main():
         benchmark_onnx(args.onnx, logger, warmup=args.warmup,
                        iters=args.iters, num_threads=args.threads)
         return
-    benchmark(args.config, logger, part=args.part,
-              shape=input_shape(args.shape), batch=args.batch,
-              warmup=args.warmup, iters=args.iters, backend=args.backend,
-              cfg_options=args.cfg_options)
+    step = dict(mode=args.mode, part=args.part, batch=args.batch,
+                shape=input_shape(args.shape), bf16=args.bf16,
+                channels_last=args.channels_last,
+                cfg_options=args.cfg_options)
+    if args.profile:
+        profile_step(args.config, logger, **step)
+    elif args.compare:
+        try:
+            compare_revisions(args.config, args.compare, logger,
+                              warmup=args.warmup, iters=args.iters,
+                              threads=args.threads, **step)
+        except (ValueError, FileNotFoundError) as error:
+            raise SystemExit(f'error: {error}')
+    else:
+        benchmark(args.config, logger, warmup=args.warmup, iters=args.iters,
+                  backend=args.backend, **step)
 
 
 if __name__ == '__main__':

@@ -1,11 +1,17 @@
-"""Inference latency, throughput and memory of a config's model on the CPU.
+"""Latency, throughput and memory of a config's model on the CPU:
+inference or a training step, eager (fp32 or bf16 autocast, optionally
+channels-last) or ONNX Runtime, and the same measurement against another git
+revision.
 
-The model is built from the config by :func:`rtdetr_zoo.apis.load_detector`
-(random weights; ``init_cfg`` checkpoints are not loaded), in eval mode, and
-run under ``torch.no_grad``: part ``'backbone'`` times
-``model.backbone(images)``, part ``'detector'`` times
+The PyTorch unit of work is a
+:class:`~rtdetr_zoo.analysis.timed_step.TimedStep`: the model is built from
+the config by :func:`rtdetr_zoo.apis.load_detector` (random weights;
+``init_cfg`` checkpoints are not loaded); mode ``'infer'`` times
 ``model.predict(inputs, data_samples)`` (backbone, neck, decoder and
-post-processing) on a pre-processed batch of random images.
+post-processing; or ``model.backbone(images)`` for part ``'backbone'``)
+under ``torch.no_grad`` on a pre-processed batch of random images, mode
+``'train'`` times forward + loss + backward + the config's optimizer step
+on random images with random boxes.
 
 Reported by :func:`run_benchmark`: latency median / p90 / mean over the
 timed runs (after untimed warm-up runs), throughput (images / s from the
@@ -24,63 +30,34 @@ runs the session in ``__call__``.
 INT8 graphs of one model) with :class:`OnnxFileRunner`: with several files
 the runs alternate (file 1, file 2, ..., file 1, ...), so that a change of
 machine load affects every graph alike.
+
+:func:`compare_revisions` times the working tree against a git revision
+(checked out in a temporary ``git worktree``), alternately, each in its own
+process; :func:`profile_step` prints a ``torch.profiler`` table of one unit
+of work.
 """
+import json
+import os
 import os.path as osp
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 
 import psutil
 import torch
 
-from mmdet.structures import DetDataSample
-
-from ..apis import load_detector
 from ..deploy import create_ort_session, export_onnx, graph_input_shape
-
-PARTS = ('backbone', 'detector')
+from . import timed_step
+from .timed_step import (PARTS, PROTOCOL_PREFIX, PeakRSS,  # noqa: F401
+                         TimedStep, build_model, make_inputs)
 
 
 def input_shape(shape):
     """``[S]`` -> (S, S); ``[H, W]`` -> (H, W)."""
     return (shape[0], shape[0]) if len(shape) == 1 else tuple(shape)
-
-
-def build_model(config, part, cfg_options=None):
-    """``config``'s detector (eval mode, CPU, random weights) or, for part
-    ``'backbone'``, its backbone."""
-    if part not in PARTS:
-        raise ValueError(f'part must be one of {PARTS}, got {part!r}')
-    model = load_detector(config, cfg_options=cfg_options)
-    return model.backbone if part == 'backbone' else model
-
-
-def make_inputs(model, part, batch, height, width, seed=0):
-    """Random inputs for ``model``.
-
-    Returns:
-        tuple: for part ``'backbone'``, images (batch, 3, height, width) and
-        ``None``; for ``'detector'``, the batch through the model's data
-        pre-processor (like the test loop): ``(inputs, data_samples)``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    if part == 'backbone':
-        return torch.randn(batch, 3, height, width, generator=gen), None
-    images = [
-        torch.randint(0, 256, (3, height, width), generator=gen,
-                      dtype=torch.uint8) for _ in range(batch)
-    ]
-    samples = [
-        DetDataSample(metainfo=dict(img_shape=(height, width),
-                                    ori_shape=(height, width),
-                                    scale_factor=(1.0, 1.0)))
-        for _ in range(batch)
-    ]
-    data = model.data_preprocessor(dict(inputs=images, data_samples=samples),
-                                   training=False)
-    return data['inputs'], data['data_samples']
 
 
 class PytorchRunner:
@@ -153,32 +130,6 @@ class OnnxFileRunner:
 BACKENDS = {'pytorch': PytorchRunner, 'onnxruntime': OnnxRuntimeRunner}
 
 
-class PeakRSS:
-    """Samples this process's RSS in a background thread; keeps the max
-    (bytes) in ``peak``."""
-
-    def __init__(self, interval=0.002):
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-
 def percentile(values, q):
     """Linear-interpolated percentile ``q`` in [0, 100] of ``values``."""
     ordered = sorted(values)
@@ -226,7 +177,8 @@ def run_benchmark(runner, warmup, iters, batch, logger):
 
 
 def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
-              warmup=5, iters=20, backend='pytorch', cfg_options=None):
+              warmup=5, iters=20, backend='pytorch', cfg_options=None,
+              mode='infer', bf16=False, channels_last=False):
     """Benchmark ``config``'s model (see module doc), logging progress and
     results to ``logger``.
 
@@ -240,6 +192,11 @@ def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
         iters (int): Timed runs.
         backend (str): A key of :data:`BACKENDS`.
         cfg_options (dict, optional): Config overrides.
+        mode (str): ``'infer'`` or ``'train'`` (PyTorch only; see
+            :class:`~rtdetr_zoo.analysis.timed_step.TimedStep`).
+        bf16 (bool): bf16 autocast (PyTorch only).
+        channels_last (bool): Channels-last weights and inputs (PyTorch
+            only).
 
     Returns:
         dict: the statistics of :func:`run_benchmark` plus ``params``.
@@ -248,13 +205,25 @@ def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
         raise ValueError(f'backend must be one of {sorted(BACKENDS)}, got '
                          f'{backend!r}')
     height, width = shape
-    model = build_model(config, part, cfg_options)
-    params = sum(p.numel() for p in model.parameters())
-    inputs, samples = make_inputs(model, part, batch, height, width)
-    runner = BACKENDS[backend](model, inputs, samples)
+    if backend == 'pytorch':
+        runner = TimedStep(config, mode, part, batch, shape, bf16,
+                           channels_last, cfg_options)
+        params, inputs = runner.params, runner.inputs
+    else:
+        if mode != 'infer' or bf16 or channels_last:
+            raise ValueError('--mode train, --bf16 and --channels-last are '
+                             'PyTorch options; the ONNX Runtime backend '
+                             'times inference of the exported graph')
+        model = build_model(config, part, cfg_options)
+        params = sum(p.numel() for p in model.parameters())
+        inputs, samples = make_inputs(model, part, batch, height, width)
+        runner = BACKENDS[backend](model, inputs, samples)
+    options = ', '.join(
+        name for name, on in (('bf16', bf16), ('channels-last', channels_last))
+        if on)
     logger.info(
-        f'{config} [{part}, {backend}]: {params:,} params, '
-        f'{height}x{width} images -> input tensor '
+        f'{config} [{part}, {backend}, {mode}{", " + options if options else ""}]'
+        f': {params:,} params, {height}x{width} images -> input tensor '
         f'{"x".join(map(str, inputs.shape))}, '
         f'{torch.get_num_threads()} CPU threads')
     stats = run_benchmark(runner, warmup, iters, batch, logger)
@@ -270,6 +239,189 @@ def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
         f'(psutil RSS sampled every 2 ms); process peak RSS '
         f'{stats["max_rss_mib"]:.0f} MiB (getrusage ru_maxrss)')
     return dict(stats, params=params)
+
+
+def profile_step(config, logger, row_limit=25, **step_kwargs):
+    """``torch.profiler`` table of one call of a
+    :class:`~rtdetr_zoo.analysis.timed_step.TimedStep` (after two untimed
+    calls), sorted by self CPU time, plus the number of Python function
+    calls of that call (``cProfile``).
+
+    Returns:
+        str: the table and the call count, also logged.
+    """
+    import cProfile
+    import pstats
+
+    from torch.profiler import ProfilerActivity, profile
+    step = TimedStep(config, **step_kwargs)
+    for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+    table = prof.key_averages().table(sort_by='self_cpu_time_total',
+                                      row_limit=row_limit)
+    python = cProfile.Profile()
+    python.runcall(step)
+    calls = pstats.Stats(python).total_calls
+    text = (f'{config} {step_kwargs}: {seconds * 1000:.0f} ms under the '
+            f'profiler, {calls:,} Python function calls per call\n{table}')
+    logger.info(text)
+    return text
+
+
+def _spawn_worker(tree, config, worker_args, threads):
+    """A :mod:`timed_step` worker process on the package of ``tree`` (a
+    repository checkout), with its config; waits for it to be ready."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [osp.join(tree, 'projects')] +
+        [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    if threads:
+        env['OMP_NUM_THREADS'] = str(threads)
+    command = [sys.executable, timed_step.__file__,
+               osp.join(tree, config)] + worker_args
+    proc = subprocess.Popen(command, cwd=tree, env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.tree = tree
+    ready = _read_reply(proc)
+    proc.params = ready['params']
+    return proc
+
+
+def _read_reply(proc):
+    for line in proc.stdout:
+        if line.startswith(PROTOCOL_PREFIX):
+            message = json.loads(line[len(PROTOCOL_PREFIX):])
+            if 'error' in message:
+                raise RuntimeError(f'{proc.tree}: {message["error"]}')
+            return message
+    raise RuntimeError(
+        f'the benchmark worker for {proc.tree} exited with code '
+        f'{proc.wait()} (its error is printed above)')
+
+
+def _ask(proc, command):
+    proc.stdin.write(command + '\n')
+    proc.stdin.flush()
+    return _read_reply(proc)
+
+
+def git_worktree(repo, rev, path):
+    """Check out ``rev`` of the git repository ``repo`` at ``path`` (a
+    detached ``git worktree``).
+
+    Raises:
+        ValueError: ``rev`` is not a revision of ``repo``.
+    """
+    found = subprocess.run(
+        ['git', '-C', repo, 'rev-parse', '--verify', '--quiet',
+         f'{rev}^{{commit}}'], capture_output=True, text=True)
+    if found.returncode != 0:
+        raise ValueError(f'--compare: {rev!r} is not a revision of the git '
+                         f'repository {repo}')
+    subprocess.run(['git', '-C', repo, 'worktree', 'add', '--detach', path,
+                    found.stdout.strip()], check=True, capture_output=True)
+    return found.stdout.strip()
+
+
+def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
+                      threads=None, **step_kwargs):
+    """Time ``config``'s model with the package of the working tree and of
+    git revision ``rev``, alternately, each in its own worker process.
+
+    ``rev`` is checked out in a temporary ``git worktree`` (removed
+    afterwards); each worker imports the ``rtdetr_zoo`` of its tree and
+    builds ``config`` (a path relative to the repository root) from that
+    tree. The runs alternate (working tree, ``rev``, working tree, ...) so
+    that a change of machine load affects both alike.
+
+    Args:
+        config (str): Config path relative to the repository root.
+        rev (str): Git revision to compare with (e.g. ``HEAD~3``, a hash).
+        logger (logging.Logger): Where the progress and results go.
+        repo (str, optional): Repository root (default: the one this
+            package lives in).
+        warmup (int): Untimed runs of each first.
+        iters (int): Timed runs of each.
+        threads (int, optional): CPU threads of each worker.
+        **step_kwargs: ``mode``, ``part``, ``batch``, ``shape``, ``bf16``,
+            ``channels_last``, ``cfg_options`` of
+            :class:`~rtdetr_zoo.analysis.timed_step.TimedStep`.
+
+    Returns:
+        dict: ``'working tree'`` and ``rev``, each with the statistics of
+        :func:`latency_stats`, ``params`` and the worker's memory
+        (``peak_rss_growth_mib`` ...), plus ``speedup`` (``rev``'s median /
+        the working tree's median).
+    """
+    repo = repo or osp.dirname(osp.dirname(osp.dirname(
+        osp.dirname(osp.abspath(__file__)))))
+    if osp.isabs(config):
+        config = osp.relpath(config, repo)
+    if not osp.isfile(osp.join(repo, config)):
+        raise FileNotFoundError(f'config file not found: {config}')
+    worker_args = ['--mode', step_kwargs.get('mode', 'infer'),
+                   '--part', step_kwargs.get('part', 'detector'),
+                   '--batch', str(step_kwargs.get('batch', 1)),
+                   '--shape', *map(str, step_kwargs.get('shape', (640, 640))),
+                   '--cfg-options',
+                   json.dumps(step_kwargs.get('cfg_options') or {})]
+    worker_args += ['--bf16'] * bool(step_kwargs.get('bf16'))
+    worker_args += ['--channels-last'] * bool(
+        step_kwargs.get('channels_last'))
+    if threads:
+        worker_args += ['--threads', str(threads)]
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = osp.join(tmp, 'rev')
+        commit = git_worktree(repo, rev, tree)
+        logger.info(f'{rev} ({commit[:10]}) checked out in {tree}')
+        workers = {}
+        try:
+            for name, root in (('working tree', repo), (rev, tree)):
+                if not osp.isfile(osp.join(root, config)):
+                    raise FileNotFoundError(
+                        f'config {config} does not exist at {name}')
+                workers[name] = _spawn_worker(root, config, worker_args,
+                                              threads)
+                logger.info(f'{name}: {workers[name].params:,} params')
+            times = {name: [] for name in workers}
+            for i in range(warmup + iters):
+                for name, proc in workers.items():
+                    seconds = _ask(proc, 'run')['seconds']
+                    if i >= warmup:
+                        times[name].append(seconds)
+                done = i + 1 - warmup
+                if done > 0 and (done % max(iters // 5, 1) == 0
+                                 or done == iters):
+                    logger.info(f'timed {done}/{iters}: ' + ', '.join(
+                        f'{name} {t[-1] * 1000:.0f} ms'
+                        for name, t in times.items()))
+            results = {}
+            for name, proc in workers.items():
+                results[name] = dict(
+                    latency_stats(times[name], step_kwargs.get('batch', 1)),
+                    params=proc.params, **_ask(proc, 'memory'))
+        finally:
+            for proc in workers.values():
+                if proc.poll() is None:
+                    proc.stdin.write('quit\n')
+                    proc.stdin.close()
+                    proc.wait()
+            subprocess.run(['git', '-C', repo, 'worktree', 'remove',
+                            '--force', tree], capture_output=True)
+    results['speedup'] = (results[rev]['median_ms'] /
+                          results['working tree']['median_ms'])
+    for name in (rev, 'working tree'):
+        r = results[name]
+        logger.info(f'{name}: median {r["median_ms"]:.1f} ms, p90 '
+                    f'{r["p90_ms"]:.1f} ms, peak RSS growth '
+                    f'{r["peak_rss_growth_mib"]:.0f} MiB')
+    logger.info(f'speed-up of the working tree over {rev}: '
+                f'{results["speedup"]:.3f}x (ratio of medians, {iters} '
+                f'alternating runs each)')
+    return results
 
 
 def benchmark_onnx(paths, logger, warmup=5, iters=20, num_threads=None):
