@@ -34,12 +34,13 @@ GT_BOXES = ([[120.0, 80.0, 520.0, 600.0], [30.0, 300.0, 200.0, 420.0]],
 GT_LABELS = ([15, 0], [15])
 
 
-def build_reference_model():
-    """configs/rtdetr_r18vd_coco.py with the fixture's official weights, in
-    training mode."""
+def build_reference_model(**cfg_options):
+    """configs/rtdetr_r18vd_coco.py (with ``cfg_options``) and the fixture's
+    official weights, in training mode."""
     fixture = read_checkpoint(FIXTURE)
     state_dict, _ = convert_official_state_dict(fixture['state_dict'])
-    model = load_detector(config_path('rtdetr_r18vd_coco'))
+    model = load_detector(config_path('rtdetr_r18vd_coco'),
+                          cfg_options=cfg_options)
     state_dict = {k: v.float() for k, v in state_dict.items()}
     gen = torch.Generator().manual_seed(SEED)
     for key, value in state_dict.items():

@@ -140,9 +140,14 @@ def test_switch_to_deploy_fuses_repvgg_and_keeps_outputs():
     before = torch_predict(model, image)
     blocks = [m for m in model.modules() if isinstance(m, RepVGGBlock)]
     assert blocks and not any(block.deploy for block in blocks)
+    assert model.backbone.stem[0].efficient_conv_bn_eval_forward is not None
     names = switch_to_deploy(model)
-    assert len(names) == len(blocks)
+    # The blocks and the detector itself (plain conv + BN, contiguous).
+    assert names[0] == '' and len(names) == len(blocks) + 1
     assert all(block.deploy for block in blocks)
+    assert model.backbone.stem[0].efficient_conv_bn_eval_forward is None
+    assert not model.channels_last
+    assert all(p.is_contiguous() for p in model.parameters())
     assert switch_to_deploy(model) == names  # idempotent
     stats = compare_detections(before, torch_predict(model, image), (96, 96))
     assert stats['ok'], stats
@@ -251,7 +256,7 @@ def test_get_flops_and_benchmark_cli():
                      '--iters', '2', '--cfg-options', *TINY_OPTIONS)
     assert bench.returncode == 0, bench.stderr[-3000:]
     output = bench.stdout + bench.stderr
-    assert '[backbone, pytorch]' in output and 'latency: median' in output
+    assert '[backbone, pytorch, infer]' in output and 'latency: median' in output
 
 
 def test_load_detector_checkpoint(tmp_path):

@@ -106,10 +106,27 @@ def _align(ours, official):
     return min_dist, index
 
 
+# Channels-last convolutions (the default, docs/performance.md) sum in another
+# order: features move by ~1e-6, which can swap a query whose encoder score
+# ties with the 300th at the top-k cut (the fixture's README: even fp32 vs
+# fp64 of the reference reorders near-equal scores). Measured: 1 of 600.
+MAX_SWAPPED_QUERIES = dict(contiguous=0, channels_last=3)
+
+
+@pytest.mark.parametrize('layout', ['contiguous', 'channels_last'])
 @torch.no_grad()
-def test_outputs_match_official(fixture, model_and_report):
+def test_outputs_match_official(fixture, model_and_report, layout):
     model = model_and_report[0]
+    if layout == 'contiguous':
+        model = build_detector_from_config(
+            'rtdetr_r18vd_coco', small=False,
+            **{'model.channels_last': False})
+        model.load_state_dict(model_and_report[1])
+        model.eval()
+    assert model.channels_last == (layout == 'channels_last')
     images = fixture['images_u8'].float() / 255
+    if model.channels_last:  # as RTDETR.extract_feat does
+        images = images.contiguous(memory_format=torch.channels_last)
     backbone_feats = model.backbone(images)
     for ours, ref in zip(backbone_feats, fixture['backbone_feats']):
         torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
@@ -128,13 +145,15 @@ def test_outputs_match_official(fixture, model_and_report):
     for b in range(images.size(0)):
         min_dist, index = _align(
             init_ref[b], fixture['init_ref_points_unact'][b].sigmoid())
-        assert min_dist.max() < 1e-5
+        same = min_dist < 1e-5
+        assert (~same).sum() <= MAX_SWAPPED_QUERIES[layout]
+        index = index[same]
         assert index.unique().numel() == index.numel()
         torch.testing.assert_close(cls_scores[-1][b][index],
-                                   fixture['pred_logits'][b],
+                                   fixture['pred_logits'][b][same],
                                    atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(bbox_preds[-1][b][index],
-                                   fixture['pred_boxes'][b],
+                                   fixture['pred_boxes'][b][same],
                                    atol=1e-4, rtol=1e-4)
 
     results = model.bbox_head.predict_by_feat(

@@ -1,7 +1,10 @@
 """Evaluate a checkpoint (COCO bbox mAP by default).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out PRED.pkl]
-        [--show-dir DIR] [--cfg-options key=value ...]
+        [--show-dir DIR] [--bf16] [--cfg-options key=value ...]
+
+``--bf16`` evaluates under bfloat16 autocast (``rtdetr_zoo.apis.
+enable_bf16_testing``); the heads and box arithmetic stay float32.
 """
 import argparse
 import os
@@ -11,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from rtdetr_zoo.apis import enable_bf16_testing
 
 
 def parse_args():
@@ -22,6 +26,8 @@ def parse_args():
     parser.add_argument('--out', help='dump raw predictions to a .pkl file')
     parser.add_argument('--show-dir', help='draw predictions into this '
                         'folder (relative to the work dir)')
+    parser.add_argument('--bf16', action='store_true',
+                        help='evaluate under bfloat16 autocast')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
     parser.add_argument('--launcher', default='none',
@@ -48,6 +54,8 @@ def main():
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.bf16:
+        enable_bf16_testing(cfg)
     if args.show_dir:
         vis = cfg.default_hooks.visualization
         vis.draw = True

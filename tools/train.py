@@ -13,7 +13,8 @@ from mmengine.registry import RUNNERS
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from rtdetr_zoo.engine import setup_cpu_distributed
 
-# --amp keeps the non-finite guard of rtdetr_zoo's default optim wrapper.
+# --amp keeps the non-finite guard of rtdetr_zoo's default optim wrapper; both
+# AMP wrappers are mmengine's AmpOptimWrapper with bfloat16 autocast on a CPU.
 AMP_WRAPPERS = {'NonFiniteGuardOptimWrapper': 'NonFiniteGuardAmpOptimWrapper'}
 
 
@@ -24,7 +25,8 @@ def parse_args():
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision')
+                        help='automatic mixed precision: float16 with loss '
+                        'scaling on a GPU, bfloat16 autocast on a CPU')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CHECKPOINT, or from the latest checkpoint in the '
@@ -55,7 +57,7 @@ def main():
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         cfg.optim_wrapper.type = AMP_WRAPPERS.get(
-            cfg.optim_wrapper.get('type'), 'AmpOptimWrapper')
+            cfg.optim_wrapper.get('type'), 'CPUCapableAmpOptimWrapper')
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True

@@ -22,6 +22,14 @@ effect of the last commit):
     python tools/analysis/benchmark.py configs/rtdetr_r18vd_coco.py \
         --mode train --batch 2 --threads 2 --compare 8dbc601 --iters 10
 
+``--baseline-fp32`` times REV in eager PyTorch float32 without
+channels-last whatever the other flags say, e.g. the working tree's bf16 (or
+its ONNX Runtime graph, ``--backend onnxruntime``) against the old eager
+float32:
+
+    python tools/analysis/benchmark.py configs/rtdetr_r18vd_coco.py \
+        --bf16 --threads 2 --compare 8dbc601 --baseline-fp32 --iters 20
+
 ``--profile`` prints a ``torch.profiler`` table of one run (sorted by self
 CPU time) and the number of Python function calls instead of timing.
 
@@ -94,6 +102,11 @@ def parse_args():
     parser.add_argument('--compare', metavar='REV', default=None,
                         help='also time git revision REV (temporary git '
                         'worktree), alternating, and print the speed-up')
+    parser.add_argument('--baseline-fp32', action='store_true',
+                        help='with --compare: time REV in eager PyTorch '
+                        'float32 without channels-last (e.g. the working '
+                        'tree\'s --bf16 or onnxruntime against the old '
+                        'eager float32)')
     parser.add_argument('--profile', action='store_true',
                         help='print a torch.profiler table of one run')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -117,11 +130,12 @@ def parse_args():
     if args.mode == 'train' and args.part != 'detector':
         parser.error('--mode train times the whole detector (--part '
                      'detector)')
+    if args.baseline_fp32 and not args.compare:
+        parser.error('--baseline-fp32 goes with --compare REV')
     if args.backend != 'pytorch' and (args.mode == 'train' or args.bf16
-                                      or args.channels_last or args.compare
-                                      or args.profile):
-        parser.error('--mode train, --bf16, --channels-last, --compare and '
-                     '--profile are for --backend pytorch')
+                                      or args.channels_last or args.profile):
+        parser.error('--mode train, --bf16, --channels-last and --profile '
+                     'are for --backend pytorch')
     return args
 
 
@@ -137,19 +151,23 @@ def main():
     step = dict(mode=args.mode, part=args.part, batch=args.batch,
                 shape=input_shape(args.shape), bf16=args.bf16,
                 channels_last=args.channels_last,
-                cfg_options=args.cfg_options)
+                cfg_options=args.cfg_options, backend=args.backend)
     if args.profile:
         profile_step(args.config, logger, **step)
     elif args.compare:
         try:
+            baseline = (dict(bf16=False, channels_last=False,
+                             backend='pytorch')
+                        if args.baseline_fp32 else None)
             compare_revisions(args.config, args.compare, logger,
                               warmup=args.warmup, iters=args.iters,
-                              threads=args.threads, **step)
+                              threads=args.threads, baseline_kwargs=baseline,
+                              **step)
         except (ValueError, FileNotFoundError) as error:
             raise SystemExit(f'error: {error}')
     else:
         benchmark(args.config, logger, warmup=args.warmup, iters=args.iters,
-                  backend=args.backend, **step)
+                  **step)
 
 
 if __name__ == '__main__':

@@ -51,8 +51,9 @@ import torch
 
 from ..deploy import create_ort_session, export_onnx, graph_input_shape
 from . import timed_step
-from .timed_step import (PARTS, PROTOCOL_PREFIX, PeakRSS,  # noqa: F401
-                         TimedStep, build_model, make_inputs)
+from .timed_step import (PARTS, PROTOCOL_PREFIX,  # noqa: F401
+                         OnnxRuntimeRunner, PeakRSS, TimedStep, build_model,
+                         make_inputs)
 
 
 def input_shape(shape):
@@ -71,33 +72,6 @@ class PytorchRunner:
             if self.samples is None:
                 return self.model(self.inputs)
             return self.model.predict(self.inputs, self.samples)
-
-
-class OnnxRuntimeRunner:
-    """ONNX Runtime (CPU): the detector is exported end to end to a
-    temporary file (:func:`rtdetr_zoo.deploy.export_onnx`: pre-processing,
-    deploy-fused modules, top-k; fixed input size and batch) and the session
-    runs with as many threads as torch uses. Returns the graph's outputs
-    ``(labels, boxes, scores)``."""
-
-    def __init__(self, model, inputs, samples):
-        if samples is None:
-            raise ValueError('--backend onnxruntime times the whole detector '
-                             '(the exported graph); use --part detector')
-        height, width = samples[0].img_shape
-        preprocessor = model.data_preprocessor
-        images = inputs[..., :height, :width]
-        if getattr(preprocessor, '_enable_normalize', False):
-            images = images * preprocessor.std + preprocessor.mean
-        self.images = images.contiguous().numpy()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f'{tmp}/model.onnx'
-            export_onnx(model, path, (height, width),
-                        batch_size=inputs.shape[0])
-            self.session = create_ort_session(path, torch.get_num_threads())
-
-    def __call__(self):
-        return self.session.run(None, {'images': self.images})
 
 
 class OnnxFileRunner:
@@ -205,19 +179,9 @@ def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
         raise ValueError(f'backend must be one of {sorted(BACKENDS)}, got '
                          f'{backend!r}')
     height, width = shape
-    if backend == 'pytorch':
-        runner = TimedStep(config, mode, part, batch, shape, bf16,
-                           channels_last, cfg_options)
-        params, inputs = runner.params, runner.inputs
-    else:
-        if mode != 'infer' or bf16 or channels_last:
-            raise ValueError('--mode train, --bf16 and --channels-last are '
-                             'PyTorch options; the ONNX Runtime backend '
-                             'times inference of the exported graph')
-        model = build_model(config, part, cfg_options)
-        params = sum(p.numel() for p in model.parameters())
-        inputs, samples = make_inputs(model, part, batch, height, width)
-        runner = BACKENDS[backend](model, inputs, samples)
+    runner = TimedStep(config, mode, part, batch, shape, bf16, channels_last,
+                       cfg_options, backend)
+    params, inputs = runner.params, runner.inputs
     options = ', '.join(
         name for name, on in (('bf16', bf16), ('channels-last', channels_last))
         if on)
@@ -326,8 +290,23 @@ def git_worktree(repo, rev, path):
     return found.stdout.strip()
 
 
+def _worker_args(step_kwargs, threads):
+    """Command-line arguments of a :mod:`timed_step` worker."""
+    args = ['--mode', step_kwargs.get('mode', 'infer'),
+            '--part', step_kwargs.get('part', 'detector'),
+            '--batch', str(step_kwargs.get('batch', 1)),
+            '--shape', *map(str, step_kwargs.get('shape', (640, 640))),
+            '--cfg-options', json.dumps(step_kwargs.get('cfg_options') or {})]
+    args += ['--bf16'] * bool(step_kwargs.get('bf16'))
+    args += ['--channels-last'] * bool(step_kwargs.get('channels_last'))
+    args += ['--backend', step_kwargs.get('backend', 'pytorch')]
+    if threads:
+        args += ['--threads', str(threads)]
+    return args
+
+
 def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
-                      threads=None, **step_kwargs):
+                      threads=None, baseline_kwargs=None, **step_kwargs):
     """Time ``config``'s model with the package of the working tree and of
     git revision ``rev``, alternately, each in its own worker process.
 
@@ -346,8 +325,11 @@ def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
         warmup (int): Untimed runs of each first.
         iters (int): Timed runs of each.
         threads (int, optional): CPU threads of each worker.
+        baseline_kwargs (dict, optional): ``step_kwargs`` overridden for
+            ``rev`` only, e.g. ``dict(bf16=False)`` to time the working
+            tree's bf16 against the revision's float32.
         **step_kwargs: ``mode``, ``part``, ``batch``, ``shape``, ``bf16``,
-            ``channels_last``, ``cfg_options`` of
+            ``channels_last``, ``cfg_options``, ``backend`` of
             :class:`~rtdetr_zoo.analysis.timed_step.TimedStep`.
 
     Returns:
@@ -362,17 +344,11 @@ def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
         config = osp.relpath(config, repo)
     if not osp.isfile(osp.join(repo, config)):
         raise FileNotFoundError(f'config file not found: {config}')
-    worker_args = ['--mode', step_kwargs.get('mode', 'infer'),
-                   '--part', step_kwargs.get('part', 'detector'),
-                   '--batch', str(step_kwargs.get('batch', 1)),
-                   '--shape', *map(str, step_kwargs.get('shape', (640, 640))),
-                   '--cfg-options',
-                   json.dumps(step_kwargs.get('cfg_options') or {})]
-    worker_args += ['--bf16'] * bool(step_kwargs.get('bf16'))
-    worker_args += ['--channels-last'] * bool(
-        step_kwargs.get('channels_last'))
-    if threads:
-        worker_args += ['--threads', str(threads)]
+    worker_args = {
+        'working tree': _worker_args(step_kwargs, threads),
+        rev: _worker_args(dict(step_kwargs, **(baseline_kwargs or {})),
+                          threads)
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tree = osp.join(tmp, 'rev')
         commit = git_worktree(repo, rev, tree)
@@ -383,8 +359,8 @@ def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
                 if not osp.isfile(osp.join(root, config)):
                     raise FileNotFoundError(
                         f'config {config} does not exist at {name}')
-                workers[name] = _spawn_worker(root, config, worker_args,
-                                              threads)
+                workers[name] = _spawn_worker(root, config,
+                                              worker_args[name], threads)
                 logger.info(f'{name}: {workers[name].params:,} params')
             times = {name: [] for name in workers}
             for i in range(warmup + iters):

@@ -18,6 +18,10 @@ Modes:
   through the optim wrapper the config builds (its learning rates,
   multipliers and gradient clipping), on random images with random ground
   truth boxes (3 per image), in training mode.
+
+Backend ``'onnxruntime'`` (inference of the detector) exports the model end
+to end and times the ONNX Runtime session instead
+(:class:`OnnxRuntimeRunner`).
 """
 import argparse
 import contextlib
@@ -25,6 +29,7 @@ import json
 import logging
 import resource
 import sys
+import tempfile
 import threading
 import time
 
@@ -36,9 +41,11 @@ from mmengine.structures import InstanceData
 
 from mmdet.structures import DetDataSample
 from rtdetr_zoo.apis import load_detector
+from rtdetr_zoo.deploy import create_ort_session, export_onnx
 
 PARTS = ('backbone', 'detector')
 MODES = ('infer', 'train')
+BACKENDS = ('pytorch', 'onnxruntime')
 # Lines of the worker protocol start with this (mmengine logs go to stdout
 # too).
 PROTOCOL_PREFIX = '@@timed_step '
@@ -91,6 +98,35 @@ def make_inputs(model, part, batch, height, width, seed=0, num_gts=0):
     return data['inputs'], data['data_samples']
 
 
+class OnnxRuntimeRunner:
+    """ONNX Runtime (CPU): the detector is exported end to end to a
+    temporary file (:func:`rtdetr_zoo.deploy.export_onnx`: pre-processing,
+    deploy-fused modules, top-k; fixed input size and batch) and the session
+    runs with as many threads as torch uses. Returns the graph's outputs
+    ``(labels, boxes, scores)``."""
+
+    def __init__(self, model, inputs, samples):
+        if samples is None:
+            raise ValueError('--backend onnxruntime times the whole detector '
+                             '(the exported graph); use --part detector')
+        height, width = samples[0].img_shape
+        preprocessor = model.data_preprocessor
+        images = inputs[..., :height, :width]
+        if getattr(preprocessor, '_enable_normalize', False):
+            images = images * preprocessor.std + preprocessor.mean
+        self.images = images.contiguous(
+            memory_format=torch.contiguous_format).numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f'{tmp}/model.onnx'
+            export_onnx(model, path, (height, width),
+                        batch_size=inputs.shape[0])
+            self.session = create_ort_session(path, torch.get_num_threads())
+
+    def __call__(self):
+        return self.session.run(None, {'images': self.images})
+
+
+
 def autocast(bf16):
     """``torch.autocast('cpu', bfloat16)`` when ``bf16``, else a no-op."""
     if bf16:
@@ -113,13 +149,23 @@ class TimedStep:
         channels_last (bool): Convert the model's 4-D weights and the input
             images to ``torch.channels_last``.
         cfg_options (dict, optional): Config overrides.
+        backend (str): ``'pytorch'`` or ``'onnxruntime'`` (inference only,
+            no bf16 or channels-last).
     """
 
     def __init__(self, config, mode='infer', part='detector', batch=1,
                  shape=(640, 640), bf16=False, channels_last=False,
-                 cfg_options=None):
+                 cfg_options=None, backend='pytorch'):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {BACKENDS}, got '
+                             f'{backend!r}')
+        if backend == 'onnxruntime' and (mode != 'infer' or bf16
+                                         or channels_last):
+            raise ValueError('the ONNX Runtime backend times inference of '
+                             'the exported graph: no train mode, bf16 or '
+                             'channels-last')
         if mode == 'train' and part != 'detector':
             raise ValueError("mode 'train' times the whole detector; use "
                              "part 'detector'")
@@ -133,6 +179,9 @@ class TimedStep:
             self.inputs = self.inputs.contiguous(
                 memory_format=torch.channels_last)
         self.model = model
+        self.onnx = None
+        if backend == 'onnxruntime':
+            self.onnx = OnnxRuntimeRunner(model, self.inputs, self.samples)
         self.optim_wrapper = None
         if mode == 'train':
             model.train()
@@ -146,6 +195,8 @@ class TimedStep:
                 logger.setLevel(level)
 
     def __call__(self):
+        if self.onnx is not None:
+            return self.onnx()
         if self.mode == 'train':
             with autocast(self.bf16):
                 losses = self.model.loss(self.inputs, self.samples)
@@ -227,6 +278,7 @@ def main():
     parser.add_argument('--shape', type=int, nargs=2, default=[640, 640])
     parser.add_argument('--bf16', action='store_true')
     parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--backend', choices=BACKENDS, default='pytorch')
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--cfg-options', default='{}',
                         help='config overrides as a JSON object')
@@ -235,7 +287,7 @@ def main():
         torch.set_num_threads(args.threads)
     serve(TimedStep(args.config, args.mode, args.part, args.batch,
                     tuple(args.shape), args.bf16, args.channels_last,
-                    json.loads(args.cfg_options) or None))
+                    json.loads(args.cfg_options) or None, args.backend))
 
 
 if __name__ == '__main__':

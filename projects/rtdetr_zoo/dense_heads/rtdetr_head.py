@@ -1,4 +1,6 @@
 """RT-DETR head on mmdet's DINOHead."""
+import torch
+
 from mmdet.models.dense_heads import DINOHead
 from mmdet.models.losses import QualityFocalLoss
 from mmdet.registry import MODELS
@@ -16,6 +18,11 @@ class RTDETRHead(DINOHead):
     Boxes are predicted normalised to the padded batch canvas (see
     :class:`RTDETR`); :meth:`_predict_by_feat_single` maps them to the image
     before mmdet's usual scaling, clipping and rescaling.
+
+    Under autocast (bf16 inference or ``--amp`` training) the head runs in
+    float32: class scores, box regression and refinement, and so the losses
+    and the final boxes, keep float32 precision (a bf16 box coordinate
+    near 640 px would be rounded to 4 px).
     """
 
     def __init__(self, *args,
@@ -30,6 +37,13 @@ class RTDETRHead(DINOHead):
                 f'RTDETRHead needs an IoU-aware classification loss taking '
                 f'(labels, iou) targets such as RTDETRVarifocalLoss, got '
                 f'{type(self.loss_cls).__name__}')
+
+    def forward(self, hidden_states, references):
+        """(n, B, Q, d) hidden states and n + 1 references (B, Q, 4) -> class
+        logits (n, B, Q, C) and boxes (n, B, Q, 4), in float32."""
+        with torch.autocast(hidden_states.device.type, enabled=False):
+            return super().forward(hidden_states.float(),
+                                   [ref.float() for ref in references])
 
     def _predict_by_feat_single(self, cls_score, bbox_pred, img_meta,
                                 rescale=True):

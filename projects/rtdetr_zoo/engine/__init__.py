@@ -7,6 +7,8 @@ from .distributed import (CPUDistributedDataParallel,  # noqa: F401
                           setup_cpu_distributed)
 from .hooks import (DatasetCheckHook, NonFiniteLossHook,  # noqa: F401
                     RandomStateHook)
-from .optim_wrapper import (NonFiniteGuardAmpOptimWrapper,  # noqa: F401
-                            NonFiniteGuardMixin, NonFiniteGuardOptimWrapper)
+from .optim_wrapper import (CPUCapableAmpOptimWrapper,  # noqa: F401
+                            NonFiniteGuardAmpOptimWrapper,
+                            NonFiniteGuardMixin, NonFiniteGuardOptimWrapper,
+                            accelerator_available)
 from .runner import RTDETRRunner  # noqa: F401

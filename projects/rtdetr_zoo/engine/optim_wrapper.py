@@ -1,8 +1,11 @@
-"""Optimizer wrappers that skip (or stop on) non-finite losses/gradients."""
+"""Optimizer wrappers: skip (or stop on) non-finite losses/gradients, and
+mixed precision on a CPU (bfloat16)."""
 import logging
 from contextlib import contextmanager
 
 import torch
+from mmengine.device import (is_cuda_available, is_mlu_available,
+                             is_musa_available, is_npu_available)
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -132,7 +135,56 @@ class NonFiniteGuardOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
     """
 
 
+def accelerator_available():
+    """Whether mmengine's ``AmpOptimWrapper`` has a device to run on (CUDA,
+    NPU, MLU or MUSA)."""
+    return (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
+
+
 @OPTIM_WRAPPERS.register_module()
-class NonFiniteGuardAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
-    """:class:`~mmengine.optim.AmpOptimWrapper` with
-    :class:`NonFiniteGuardMixin` (``dtype='float16'`` or ``'bfloat16'``)."""
+class CPUCapableAmpOptimWrapper(AmpOptimWrapper):
+    """mmengine's :class:`~mmengine.optim.AmpOptimWrapper`, also on a CPU.
+
+    With an accelerator it is mmengine's wrapper unchanged. Without one
+    (where mmengine's constructor refuses to start) it trains under
+    ``torch.autocast('cpu', dtype=torch.bfloat16)`` through the same
+    ``optim_context`` (mmengine's ``autocast``), with a disabled gradient
+    scaler: bfloat16 has float32's exponent range, so gradients do not
+    underflow and need no loss scaling. ``tools/train.py --amp`` selects it
+    (or :class:`NonFiniteGuardAmpOptimWrapper`).
+
+    Args:
+        loss_scale: As mmengine's (used with an accelerator only).
+        dtype (str | torch.dtype, optional): On a CPU only ``None`` or
+            bfloat16 (torch's only CPU autocast type).
+
+    Raises:
+        ValueError: ``dtype`` float16 on a CPU.
+    """
+
+    def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False,
+                 **kwargs):
+        if accelerator_available():
+            super().__init__(loss_scale=loss_scale, dtype=dtype,
+                             use_fsdp=use_fsdp, **kwargs)
+            return
+        if dtype not in (None, 'bfloat16', torch.bfloat16):
+            raise ValueError(
+                f'AMP on a CPU runs in bfloat16 (the only dtype of torch\'s '
+                f'CPU autocast); got optim_wrapper.dtype={dtype!r}')
+        OptimWrapper.__init__(self, **kwargs)
+        self._scale_update_param = None
+        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=False)
+        self.cast_dtype = torch.bfloat16
+        print_log(
+            'AMP on the CPU: bfloat16 autocast (torch.autocast("cpu")), no '
+            'loss scaling', logger='current')
+
+
+@OPTIM_WRAPPERS.register_module()
+class NonFiniteGuardAmpOptimWrapper(NonFiniteGuardMixin,
+                                    CPUCapableAmpOptimWrapper):
+    """:class:`CPUCapableAmpOptimWrapper` (mmengine's AMP wrapper, bfloat16
+    on a CPU) with :class:`NonFiniteGuardMixin` (``dtype='float16'`` or
+    ``'bfloat16'`` with an accelerator)."""

@@ -150,7 +150,7 @@ class DySample(BaseModule):
                 f'got shape {tuple(x.shape)}')
         b, c, h, w = x.shape
         s, g = self.scale, self.groups
-        offset = self._scaled_offset(x).view(b, 2, g, s * h, s * w)
+        offset = self._scaled_offset(x).reshape(b, 2, g, s * h, s * w)
         # Bilinear initial positions (align_corners=False), input pixel units.
         pos_x = (torch.arange(s * w, device=x.device, dtype=x.dtype) + 0.5) / s
         pos_y = (torch.arange(s * h, device=x.device, dtype=x.dtype) + 0.5) / s
@@ -160,7 +160,7 @@ class DySample(BaseModule):
         out = F.grid_sample(
             x.reshape(b * g, c // g, h, w), grid, mode='bilinear',
             padding_mode='border', align_corners=False)
-        return out.view(b, c, s * h, s * w)
+        return out.reshape(b, c, s * h, s * w)
 
     def extra_repr(self):
         return (f'in_channels={self.in_channels}, scale={self.scale}, '

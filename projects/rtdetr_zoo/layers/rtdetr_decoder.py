@@ -5,14 +5,24 @@ from mmdet.models.layers import MLP, DeformableDetrTransformerDecoder
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 
+from .deformable_attention import CPUFastMultiScaleDeformableAttention
+
+
+def fp32_branch(branch, x):
+    """``branch(x)`` in float32 even under autocast (box regression: a bf16
+    logit offset would move boxes by up to 1/256 of their value)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return branch(x.float())
+
 
 @MODELS.register_module()
 class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
     """Decoder of RT-DETR on mmdet's deformable-DETR decoder layers.
 
     Each layer is self-attention -> multi-scale deformable cross-attention ->
-    FFN, post-norm (mmdet's ``DeformableDetrTransformerDecoderLayer``; on the
-    CPU mmcv samples with its pure-PyTorch ``grid_sample`` path). Differences
+    FFN, post-norm (mmdet's ``DeformableDetrTransformerDecoderLayer``, its
+    cross-attention being :class:`CPUFastMultiScaleDeformableAttention`:
+    mmcv's module with a faster CPU path). Differences
     from DINO's decoder, following the official RT-DETR:
 
     - the query position embedding is ``MLP(4 -> 2d -> d)`` applied directly
@@ -41,6 +51,9 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
 
     def _init_layers(self):
         super()._init_layers()
+        for layer in self.layers:
+            layer.cross_attn = CPUFastMultiScaleDeformableAttention(
+                **layer.cross_attn_cfg)
         self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
 
     def forward(self, query, value, reference_points, spatial_shapes,
@@ -80,8 +93,8 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
                 reference_points=ref_detached[:, :, None].expand(
                     -1, -1, num_levels, -1),
                 **kwargs)
-            new_ref = (reg_branches[lid](query) +
-                       inverse_sigmoid(ref_detached)).sigmoid()
+            new_ref = (fp32_branch(reg_branches[lid], query) +
+                       inverse_sigmoid(ref_detached.float())).sigmoid()
             hidden_states.append(query)
             references.append(new_ref)
             if not self.training and lid == self.eval_idx:
