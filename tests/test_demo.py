@@ -77,6 +77,17 @@ def test_demo_draws_boxes_on_a_folder(checkpoint, tmp_path):
     np.testing.assert_array_equal(mmcv.imread(str(out_dir / 'a.png')), image)
 
 
+def test_demo_bf16(checkpoint, tmp_path):
+    done = run_demo_cli(IMAGE, CONFIG, checkpoint, '--out-dir',
+                        str(tmp_path), '--cfg-options', *OPTIONS,
+                        '--score-thr', '0.0', '--bf16')
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'wrote 1 image(s) with 20 detection(s)' in done.stdout
+    outputs = draw_predictions(IMAGE, CONFIG, checkpoint, str(tmp_path),
+                               score_thr=0.0, cfg_options=TINY, bf16=True)
+    assert outputs[0][1].pred_instances.bboxes.dtype == torch.float32
+
+
 @pytest.mark.parametrize('which, message', [
     ('inputs', 'input image or folder not found'),
     ('config', 'config file not found'),

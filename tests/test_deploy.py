@@ -1,6 +1,7 @@
 """ONNX export (end-to-end, NMS-free) and ONNX Runtime parity, the
 benchmark's onnxruntime backend, FLOP counting and the model-zoo table, in
 the package and through their command lines."""
+import json
 import os.path as osp
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from mmengine.logging import MMLogger
 from rtdetr_zoo.analysis import (BACKENDS, build_model, make_inputs,
                                  model_complexity, model_zoo_table,
                                  run_benchmark)
+from rtdetr_zoo.analysis.model_zoo_table import (raccoon_twin,
+                                                 read_convergence_run)
 from rtdetr_zoo.apis import load_detector
 from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
                                create_ort_session, export_onnx, run_ort,
@@ -188,13 +191,43 @@ def test_benchmark_onnxruntime_backend():
         BACKENDS['onnxruntime'](model.backbone, inputs, None)
 
 
+def _fake_run(work_dir, stamp='20261125_120000'):
+    """A finished tools/train.py work dir: log lines and scalars."""
+    run = work_dir / stamp
+    (run / 'vis_data').mkdir(parents=True)
+    (run / f'{stamp}.log').write_text(
+        '2026/11/25 12:00:00 - mmengine - INFO - start\n'
+        '2026/11/25 12:09:30 - mmengine - INFO - end\n')
+    records = [dict(loss=9.0, epoch=1, iter=1), dict(loss=5.0, epoch=2,
+                                                      iter=2),
+               dict(loss=3.0, epoch=2, iter=3),
+               {'coco/bbox_mAP': 0.12, 'coco/bbox_mAP_50': 0.34, 'step': 2}]
+    (run / 'vis_data' / 'scalars.json').write_text(
+        '\n'.join(json.dumps(r) for r in records) + '\n')
+
+
+def test_read_convergence_run(tmp_path):
+    assert read_convergence_run(str(tmp_path / 'missing')) is None
+    _fake_run(tmp_path / 'rtdetr_r18vd_raccoon')
+    run = read_convergence_run(str(tmp_path / 'rtdetr_r18vd_raccoon'))
+    assert run == dict(map=0.12, ap50=0.34, epoch=2, loss=4.0,
+                       minutes=9.5)
+    assert raccoon_twin('configs/rtdetr_r18vd_coco.py') == \
+        'rtdetr_r18vd_raccoon'
+    assert raccoon_twin('configs/rtdetr_bhvit.py') == 'rtdetr_bhvit_raccoon'
+
+
 def test_model_zoo_table(tmp_path):
-    """Params/FLOPs (mmengine counter), eager and ORT latency in one row."""
+    """Params/FLOPs (mmengine counter), eager and ORT latency timed
+    alternately with ratios to the first config, and the convergence run's
+    results, one row per config."""
     out = tmp_path / 'zoo.md'
+    _fake_run(tmp_path / 'runs' / 'rtdetr_r18vd_raccoon')
     table = model_zoo_table(
-        [PRESENT['r18vd']], str(out), MMLogger.get_instance('test_zoo'),
-        shape=(96, 96), flops_shape=(96, 96), warmup=0, iters=1,
-        cfg_options=TINY)
+        [PRESENT['r18vd'], PRESENT['r18vd']], str(out),
+        MMLogger.get_instance('test_zoo'), shape=(96, 96),
+        flops_shape=(96, 96), warmup=0, iters=2, cfg_options=TINY,
+        runs_dir=str(tmp_path / 'runs'))
     assert out.read_text() == table
     lines = table.splitlines()
     assert lines[0].startswith('| config | backbone | params (M) | GFLOPs')
@@ -204,12 +237,16 @@ def test_model_zoo_table(tmp_path):
     assert 15 < params < 25  # R18-vd RT-DETR with a 1-layer decoder
     assert 0 < gflops < 5  # ~60 GFLOPs at 640, /44 at 96
     assert eager > 0 and ort > 0
-    assert row[6].endswith('x') and row[7] == '–'
+    assert row[6] == row[7] == '1.00x'  # the reference itself
+    assert row[8:12] == ['12.0', '34.0', '4.00', '2 ep, 10 min']
+    second = [cell.strip() for cell in lines[3].strip('|').split('|')]
+    assert second[6].endswith('x') and second[7].endswith('x')
+    assert 'Table generated in' in table and 'alternating' in table
 
 
 @pytest.mark.parametrize('argv, message', [
     (['--configs', 'configs/missing.py'], 'config file not found'),
-    (['--checkpoint', 'no-equals-sign'], 'CONFIG=CKPT'),
+    (['--runs-dir', 'no/such/folder'], '--runs-dir folder not found'),
 ])
 def test_model_zoo_table_cli_errors(argv, message):
     done = run_tool('tools/analysis/model_zoo_table.py', *argv)

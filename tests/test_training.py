@@ -97,6 +97,23 @@ def test_tools_test_prints_coco_map(trained):
     assert 'coco/bbox_mAP:' in out
 
 
+def test_tools_test_bf16(trained):
+    work_dir = trained[0]
+    out = _run(['tools/test.py', CONFIG, osp.join(work_dir, 'iter_30.pth'),
+                '--bf16', '--work-dir', osp.join(work_dir, 'test_bf16')])
+    assert 'testing under bfloat16 autocast' in out
+    assert 'coco/bbox_mAP:' in out
+
+
+def test_tools_train_amp_on_a_cpu_trains_in_bf16(tmp_path):
+    out = _run(['tools/train.py', CONFIG, '--amp', '--work-dir',
+                str(tmp_path), '--cfg-options', 'train_cfg.max_iters=2'])
+    assert 'AMP on the CPU: bfloat16 autocast' in out
+    records = _scalars(str(tmp_path))[0]
+    assert [r['iter'] for r in records] == [1, 2]
+    assert all(torch.isfinite(torch.tensor([r['loss'] for r in records])))
+
+
 def test_mim_train_runs_the_plugin(tmp_path):
     """`mim train mmdet CONFIG` finds mmdet's train script and our modules."""
     proc = subprocess.run(

@@ -21,6 +21,7 @@ import warnings
 import mmcv
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.utils import track_iter_progress
 
 from mmdet.apis import inference_detector, init_detector
@@ -197,6 +198,8 @@ def enable_bf16_testing(cfg):
                         fp16=True)
     if torch.cuda.is_available():
         torch.set_autocast_dtype('cuda', torch.bfloat16)
+    print_log('testing under bfloat16 autocast (heads and boxes in '
+              'float32)', logger='current')
     return cfg
 
 

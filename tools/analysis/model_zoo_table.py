@@ -1,31 +1,31 @@
-"""Write the README's model-zoo table (markdown) for a set of configs.
+"""Write the model-zoo table (markdown): size, speed and raccoon accuracy.
 
     python tools/analysis/model_zoo_table.py [--configs CFG ...] \
-        [--out docs/model_zoo.md] [--shape 640] [--warmup 3] [--iters 10] \
-        [--threads N] [--flops-shape 640] [--no-flops] [--no-onnx] \
-        [--checkpoint CONFIG=CKPT ...] [--cfg-options k=v ...]
+        [--out docs/model_zoo.md] [--runs-dir work_dirs/convergence] \
+        [--shape 640] [--warmup 3] [--iters 10] [--threads N] \
+        [--flops-shape 640] [--no-flops] [--no-onnx] [--cfg-options k=v ...]
 
-Without ``--configs`` every top-level config ``configs/*.py`` is measured.
-For each config (random weights; CPU):
+Without ``--configs`` the zoo's variants are measured
+(``rtdetr_zoo.analysis.model_zoo_table.ZOO_CONFIGS``, R18-vd first: the
+reference of the ratio columns). For each config (random weights; CPU):
 
 - params (M) and GFLOPs (multiply-adds, mmengine's jit-trace counter, as in
-  ``tools/analysis/get_flops.py``) at ``--flops-shape`` (default 640x640),
-  of the model as the config builds it (training-time structure, the
-  convention of papers);
-- CPU latency, median over ``--iters`` runs after ``--warmup``, at batch 1
-  and ``--shape``: PyTorch eager (``model.predict`` on a pre-processed
-  batch, ``torch.no_grad``) and ONNX Runtime (the end-to-end graph of
-  ``tools/deploy/export_onnx.py``), both with every deploy path applied
-  (RepVGG fusion, RIFormer re-parameterisation) and the same thread count;
-- mAP (COCO bbox mAP on the config's own test set, raccoon val for the
-  ``*_raccoon`` configs) where ``--checkpoint CONFIG=CKPT`` is given.
+  ``tools/analysis/get_flops.py``) at ``--flops-shape`` (default 640x640);
+- CPU latency at batch 1 and ``--shape``: PyTorch eager and ONNX Runtime
+  (the end-to-end graph of ``tools/deploy/export_onnx.py``), every deploy
+  path applied, all models timed alternately in one run (medians of
+  ``--iters`` rounds after ``--warmup``), also as a ratio to the first
+  config;
+- raccoon mAP, AP50, final training loss and wall time of the config's
+  raccoon twin's convergence run in ``--runs-dir``
+  (``bash tools/analysis/convergence_runs.sh`` writes them);
+- the seed article's figure, where it prints one.
 
 Quick run: ``--configs configs/rtdetr_r18vd_coco.py --shape 320 --iters 2
 --warmup 1 --flops-shape 320``. The measurement is
 ``rtdetr_zoo.analysis.model_zoo_table``.
 """
 import argparse
-import glob
 import os.path as osp
 import sys
 
@@ -34,13 +34,15 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from rtdetr_zoo.analysis import input_shape, model_zoo_table
+from rtdetr_zoo.analysis.model_zoo_table import ZOO_CONFIGS
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('--configs', nargs='+', default=None,
-                        help='configs to measure (default: configs/*.py)')
+                        help='configs to measure, the reference first '
+                        '(default: the zoo variants, R18-vd first)')
     parser.add_argument('--out', default='docs/model_zoo.md',
                         help='markdown file to write')
     parser.add_argument('--shape', type=int, nargs='+', default=[640],
@@ -58,10 +60,10 @@ def parse_args(argv=None):
                         help='skip the FLOPs count')
     parser.add_argument('--no-onnx', action='store_true',
                         help='skip the ONNX Runtime latency')
-    parser.add_argument('--checkpoint', action='append', default=[],
-                        metavar='CONFIG=CKPT',
-                        help='evaluate CKPT with CONFIG for the mAP column '
-                        '(repeatable)')
+    parser.add_argument('--runs-dir', default=None,
+                        help='work dirs of the convergence runs '
+                        '(tools/analysis/convergence_runs.sh writes '
+                        'work_dirs/convergence)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of every config, key=value')
     args = parser.parse_args(argv)
@@ -72,23 +74,12 @@ def parse_args(argv=None):
                          f'>= 32, got {value}')
     if args.iters < 1 or args.warmup < 0:
         parser.error('--iters must be >= 1 and --warmup >= 0')
-    args.configs = args.configs or sorted(glob.glob('configs/*.py'))
-    if not args.configs:
-        parser.error('no configs given and none found in configs/*.py')
+    args.configs = args.configs or list(ZOO_CONFIGS)
     for config in args.configs:
         if not osp.isfile(config):
             parser.error(f'config file not found: {config}')
-    args.checkpoints = {}
-    for item in args.checkpoint:
-        config, sep, ckpt = item.partition('=')
-        if not sep or not config or not ckpt:
-            parser.error(f'--checkpoint takes CONFIG=CKPT, got {item!r}')
-        if not osp.isfile(ckpt):
-            parser.error(f'checkpoint file not found: {ckpt}')
-        if osp.normpath(config) not in map(osp.normpath, args.configs):
-            parser.error(f'--checkpoint {item!r}: {config} is not one of '
-                         f'the measured configs')
-        args.checkpoints[osp.normpath(config)] = ckpt
+    if args.runs_dir and not osp.isdir(args.runs_dir):
+        parser.error(f'--runs-dir folder not found: {args.runs_dir}')
     return args
 
 
@@ -101,7 +92,7 @@ def main(argv=None):
         args.configs, args.out, logger, shape=input_shape(args.shape),
         flops_shape=input_shape(args.flops_shape), warmup=args.warmup,
         iters=args.iters, flops=not args.no_flops, onnx=not args.no_onnx,
-        checkpoints=args.checkpoints, cfg_options=args.cfg_options)
+        runs_dir=args.runs_dir, cfg_options=args.cfg_options)
     return 0
 
 

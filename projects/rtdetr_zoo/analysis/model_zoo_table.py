@@ -1,62 +1,135 @@
-"""The README's model-zoo table (markdown) for a set of configs.
+"""The model-zoo table (markdown) for a set of configs.
 
 For each config (random weights; CPU), :func:`model_zoo_table` measures:
 
 - params (M) and GFLOPs (multiply-adds, :func:`config_complexity`) at
   ``flops_shape``, of the model as the config builds it (training-time
   structure, the convention of papers);
-- CPU latency, median over ``iters`` runs after ``warmup``, at batch 1 and
-  ``shape``: PyTorch eager (``model.predict`` on a pre-processed batch,
-  ``torch.no_grad``) and ONNX Runtime (the end-to-end graph of
-  :func:`rtdetr_zoo.deploy.export_onnx`), both with every deploy path
-  applied (RepVGG fusion, RIFormer re-parameterisation) and the same thread
-  count;
-- mAP (COCO bbox mAP on the config's own test set, raccoon val for the
-  ``*_raccoon`` configs) where a checkpoint is given.
+- CPU latency at batch 1 and ``shape``: PyTorch eager (``model.predict`` on
+  a pre-processed batch, ``torch.no_grad``) and ONNX Runtime (the end-to-end
+  graph of :func:`rtdetr_zoo.deploy.export_onnx`), every deploy path
+  applied (RepVGG fusion, RIFormer re-parameterisation), the same thread
+  count. All models are built first and then timed **alternately** (config
+  1 eager, config 1 ORT, config 2 eager, ...; ``iters`` rounds after
+  ``warmup``), so that a change of machine load affects every row alike;
+  medians, and each median as a ratio to the first config's (the
+  reference, R18-vd by default in the command line);
+- from ``runs_dir``, where the convergence runs of
+  ``tools/analysis/convergence_runs.sh`` wrote their work dirs: the raccoon
+  validation mAP and AP50 of the last evaluation, the mean training loss of
+  the last epoch, the epochs and the run's wall time, for the config's
+  raccoon twin (:func:`raccoon_twin`);
+- the figure the variant's seed article prints, where it prints one
+  (:data:`SEED_FIGURES`).
 """
+import glob
+import json
 import os.path as osp
-import tempfile
+import re
+import statistics
+import time
+from datetime import datetime
 
 import torch
-from mmengine.registry import RUNNERS
 
 from ..apis import load_config
 from ..deploy import switch_to_deploy
-from .benchmark import BACKENDS, build_model, make_inputs, run_benchmark
+from .benchmark import BACKENDS, build_model, make_inputs
 from .flops import config_complexity
 
 COLUMNS = ('config', 'backbone', 'params (M)', 'GFLOPs', 'eager (ms)',
-           'ORT (ms)', 'ORT speed-up', 'mAP')
+           'ORT (ms)', 'eager vs ref', 'ORT vs ref', 'raccoon mAP',
+           'raccoon AP50', 'final loss', 'run', 'seed figure')
+# What the Ultralytics-based seed articles (../shared/seeds/) print for a
+# variant: parameter counts of the whole 1-class model (Ultralytics GFLOPs
+# count 2 per multiply-add) or of the backbone. None prints an accuracy.
+SEED_FIGURES = {
+    'rtdetr_mnv4_conv_s_bifpn.py':
+    'rtdetr-MobileNetv4-BiFPN nc=1: 19,463,904 params, 97.2 GFLOPs',
+    'rtdetr_dysample.py':
+    'rtdetr-l-DySample nc=1: 32,824,579 params, 108.0 GFLOPs',
+    'rtdetr_rmt_t.py': 'RMT-T backbone: 12,678,176 params',
+}
+# The variants with a raccoon twin (convergence run), R18-vd first (the
+# reference), then the larger HGNetv2-L pair.
+ZOO_CONFIGS = (
+    'configs/rtdetr_r18vd_coco.py', 'configs/rtdetr_r18vd_dysample.py',
+    'configs/rtdetr_mnv4_conv_s_bifpn.py', 'configs/rtdetr_riformer_s12.py',
+    'configs/rtdetr_rmt_t.py', 'configs/rtdetr_bhvit.py',
+    'configs/rtdetr_hgnetv2_l_coco.py', 'configs/rtdetr_dysample.py')
+LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})')
 
 
-def measure_latency(config, shape, cfg_options, backends, warmup, iters,
+def raccoon_twin(config):
+    """``configs/rtdetr_x_coco.py`` / ``configs/rtdetr_x.py`` ->
+    ``rtdetr_x_raccoon`` (the name of the raccoon config and its run)."""
+    name = osp.splitext(osp.basename(config))[0]
+    if name.endswith('_raccoon'):
+        return name
+    return re.sub(r'_coco$', '', name) + '_raccoon'
+
+
+def read_convergence_run(work_dir):
+    """Results of a ``tools/train.py`` run in ``work_dir`` (its latest
+    timestamped folder): ``map``, ``ap50`` (last evaluation), ``epoch`` of
+    that evaluation, ``loss`` (mean logged training loss of the last
+    epoch) and ``minutes`` (first to last log line); ``None`` when there is
+    no finished evaluation."""
+    runs = sorted(glob.glob(osp.join(work_dir, '2*', 'vis_data',
+                                     'scalars.json')))
+    if not runs:
+        return None
+    with open(runs[-1]) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    evals = [r for r in records if 'coco/bbox_mAP' in r]
+    train = [r for r in records if 'loss' in r and 'epoch' in r]
+    if not evals or not train:
+        return None
+    last_epoch = train[-1]['epoch']
+    logs = glob.glob(osp.join(osp.dirname(osp.dirname(runs[-1])), '*.log'))
+    stamps = []
+    if logs:
+        with open(logs[0]) as f:
+            stamps = [m.group(1) for m in map(LOG_TIME.match, f) if m]
+    minutes = None
+    if len(stamps) >= 2:
+        first, last = (datetime.strptime(t, '%Y/%m/%d %H:%M:%S')
+                       for t in (stamps[0], stamps[-1]))
+        minutes = (last - first).total_seconds() / 60
+    return dict(
+        map=evals[-1]['coco/bbox_mAP'], ap50=evals[-1]['coco/bbox_mAP_50'],
+        epoch=evals[-1]['step'],
+        loss=statistics.fmean(r['loss'] for r in train
+                              if r['epoch'] == last_epoch),
+        minutes=minutes)
+
+
+def measure_latency(configs, shape, cfg_options, backends, warmup, iters,
                     logger):
-    """Median latency (ms) per backend at batch 1 and (H, W) = ``shape``,
-    deploy paths applied; ``{backend: ms}``."""
-    model = build_model(config, 'detector', cfg_options)
-    switch_to_deploy(model)
-    inputs, samples = make_inputs(model, 'detector', 1, *shape)
-    latency = {}
-    for backend in backends:
-        runner = BACKENDS[backend](model, inputs, samples)
-        stats = run_benchmark(runner, warmup, iters, 1, logger)
-        latency[backend] = stats['median_ms']
+    """Median latency (ms) of every config and backend at batch 1 and
+    (H, W) = ``shape``, deploy paths applied, runs alternating over all
+    (config, backend) pairs; ``{config: {backend: ms}}``."""
+    runners = []
+    for config in configs:
+        model = build_model(config, 'detector', cfg_options)
+        switch_to_deploy(model)
+        inputs, samples = make_inputs(model, 'detector', 1, *shape)
+        for backend in backends:
+            runners.append((config, backend,
+                            BACKENDS[backend](model, inputs, samples)))
+    times = {(config, backend): [] for config, backend, _ in runners}
+    for i in range(warmup + iters):
+        for config, backend, runner in runners:
+            start = time.perf_counter()
+            runner()
+            if i >= warmup:
+                times[config, backend].append(time.perf_counter() - start)
+        if i >= warmup:
+            logger.info(f'latency round {i + 1 - warmup}/{iters}')
+    latency = {config: {} for config in configs}
+    for (config, backend), values in times.items():
+        latency[config][backend] = statistics.median(values) * 1000
     return latency
-
-
-def evaluate_map(config, checkpoint, cfg_options=None):
-    """COCO bbox mAP of ``checkpoint`` on ``config``'s test set (the
-    config's runner, ``load_from=checkpoint``, in a temporary work dir)."""
-    cfg = load_config(config, cfg_options)
-    with tempfile.TemporaryDirectory() as work_dir:
-        cfg.work_dir = work_dir
-        cfg.load_from = checkpoint
-        metrics = RUNNERS.build(cfg).test()
-    key = next((k for k in metrics if k.endswith('bbox_mAP')), None)
-    if key is None:
-        raise KeyError(f'the evaluator of {config} returned no bbox_mAP '
-                       f'(got {sorted(metrics)})')
-    return metrics[key]
 
 
 def backbone_name(config):
@@ -68,78 +141,98 @@ def backbone_name(config):
     return backbone['type']
 
 
-def format_row(row):
+def format_row(row, reference):
     """One markdown row of :data:`COLUMNS` from a measured ``row`` dict
     (``config``, ``backbone``, ``params``, ``flops``, ``eager``, ``ort``,
-    ``map``; ``None`` = not measured, shown as an en dash)."""
+    ``run``; ``None`` = not measured, shown as an en dash) and the
+    reference row (for the ratio columns)."""
 
     def num(value, fmt):
         return '–' if value is None else format(value, fmt)
 
-    speedup = None
-    if row['eager'] is not None and row['ort'] is not None:
-        speedup = row['eager'] / row['ort']
+    def ratio(key):
+        if row[key] is None or reference[key] is None:
+            return '–'
+        return f'{row[key] / reference[key]:.2f}x'
+
+    run = row['run'] or {}
+    done = '–'
+    if run:
+        done = f'{run["epoch"]} ep' + (
+            f', {run["minutes"]:.0f} min' if run['minutes'] else '')
     return '| ' + ' | '.join([
         f'`{osp.basename(row["config"])}`', row['backbone'],
         num(row['params'] and row['params'] / 1e6, '.2f'),
         num(row['flops'] and row['flops'] / 1e9, '.1f'),
-        num(row['eager'], '.1f'), num(row['ort'], '.1f'),
-        '–' if speedup is None else f'{speedup:.2f}x',
-        num(row['map'] and 100 * row['map'], '.1f')
+        num(row['eager'], '.0f'), num(row['ort'], '.0f'), ratio('eager'),
+        ratio('ort'),
+        num(run.get('map') and 100 * run['map'], '.1f'),
+        num(run.get('ap50') and 100 * run['ap50'], '.1f'),
+        num(run.get('loss'), '.2f'), done,
+        SEED_FIGURES.get(osp.basename(row['config']), '–')
     ]) + ' |'
 
 
-def render(rows, shape, flops_shape, warmup, iters, threads):
-    """The markdown table of ``rows`` and its footnote."""
+def render(rows, shape, flops_shape, warmup, iters, threads, runs_dir,
+           seconds):
+    """The markdown table of ``rows`` (the first is the reference) and its
+    footnote."""
     height, width = shape
     fh, fw = flops_shape
     lines = [
         '| ' + ' | '.join(COLUMNS) + ' |',
         '|' + '---|' * len(COLUMNS),
-        *(format_row(row) for row in rows), '',
+        *(format_row(row, rows[0]) for row in rows), '',
         f'Params and GFLOPs (multiply-adds, mmengine counter) at {fh}x{fw} '
-        f'for the model as configured; CPU latency = median of '
-        f'{iters} runs (after {warmup} warm-up), batch 1, '
+        f'for the model as configured (80 classes, random weights). CPU '
+        f'latency: median of {iters} rounds (after {warmup} warm-up) in '
+        f'which every model ran once per backend, alternating, batch 1, '
         f'{height}x{width}, {threads} thread(s), deploy paths applied; '
         f'eager = PyTorch `model.predict`, ORT = ONNX Runtime on the '
-        f'end-to-end graph of `tools/deploy/export_onnx.py`; mAP = COCO '
-        f'bbox mAP (%) on the config\'s test set, only where a checkpoint '
-        f'was given. Random weights for speed and size.'
+        f'end-to-end graph of `tools/deploy/export_onnx.py`; "vs ref" = '
+        f'median / the median of `{osp.basename(rows[0]["config"])}`. '
+        f'Raccoon columns: the run of the config\'s raccoon twin in '
+        f'`{runs_dir}` (`bash tools/analysis/convergence_runs.sh '
+        f'configs/<twin>.py`): COCO bbox mAP / AP50 (%) of the last '
+        f'evaluation on the 40 validation images, mean training loss of the '
+        f'last epoch, epochs and wall time. Table generated in '
+        f'{seconds / 60:.1f} min.'
     ]
     return '\n'.join(lines) + '\n'
 
 
 def model_zoo_table(configs, out, logger, shape=(640, 640),
                     flops_shape=(640, 640), warmup=3, iters=10, flops=True,
-                    onnx=True, checkpoints=None, cfg_options=None):
+                    onnx=True, runs_dir=None, cfg_options=None):
     """Measure ``configs`` (see module doc) and write the table to ``out``.
 
     Args:
-        configs (list[str]): Config files.
+        configs (list[str]): Config files; the first is the reference of
+            the ratio columns.
         out (str): Markdown file to write; its folder must exist.
         logger (logging.Logger): Where progress and each row go.
         shape, flops_shape (tuple[int, int]): (H, W) of the latency and the
             FLOPs measurements.
-        warmup, iters (int): Untimed and timed runs per backend.
+        warmup, iters (int): Untimed and timed rounds.
         flops (bool): Count FLOPs (else only parameters).
         onnx (bool): Also time ONNX Runtime.
-        checkpoints (dict, optional): ``{config: checkpoint}`` for the mAP
-            column (configs compared after ``os.path.normpath``).
+        runs_dir (str, optional): Folder of the convergence runs
+            (``<runs_dir>/<raccoon twin>/``).
         cfg_options (dict, optional): Overrides of every config.
 
     Returns:
         str: The markdown written.
     """
+    started = time.perf_counter()
     out_dir = osp.dirname(osp.abspath(out))
     if not osp.isdir(out_dir):
         raise FileNotFoundError(f'--out folder does not exist: {out_dir}')
-    checkpoints = {osp.normpath(k): v for k, v in (checkpoints or {}).items()}
     backends = ['pytorch'] + (['onnxruntime'] if onnx else [])
     rows = []
     for index, config in enumerate(configs):
-        logger.info(f'[{index + 1}/{len(configs)}] {config}')
+        logger.info(f'[{index + 1}/{len(configs)}] size of {config}')
         row = dict(config=config, backbone=backbone_name(config),
-                   params=None, flops=None, map=None)
+                   params=None, flops=None, run=None)
         if flops:
             info = config_complexity(config, 'detector', flops_shape,
                                      cfg_options)
@@ -147,17 +240,23 @@ def model_zoo_table(configs, out, logger, shape=(640, 640),
         else:
             model = build_model(config, 'detector', cfg_options)
             row['params'] = sum(p.numel() for p in model.parameters())
-        latency = measure_latency(config, shape, cfg_options, backends,
-                                  warmup, iters, logger)
-        row['eager'] = latency['pytorch']
-        row['ort'] = latency.get('onnxruntime')
-        checkpoint = checkpoints.get(osp.normpath(config))
-        if checkpoint:
-            row['map'] = evaluate_map(config, checkpoint, cfg_options)
+        if runs_dir:
+            row['run'] = read_convergence_run(
+                osp.join(runs_dir, raccoon_twin(config)))
+            if row['run'] is None:
+                logger.warning(f'no finished convergence run of '
+                               f'{raccoon_twin(config)} in {runs_dir}')
         rows.append(row)
-        logger.info(format_row(row))
+    logger.info(f'timing {len(configs)} configs x {backends}, alternating')
+    latency = measure_latency(configs, shape, cfg_options, backends, warmup,
+                              iters, logger)
+    for row in rows:
+        row['eager'] = latency[row['config']]['pytorch']
+        row['ort'] = latency[row['config']].get('onnxruntime')
+        logger.info(format_row(row, rows[0]))
     table = render(rows, shape, flops_shape, warmup, iters,
-                   torch.get_num_threads())
+                   torch.get_num_threads(), runs_dir,
+                   time.perf_counter() - started)
     with open(out, 'w') as f:
         f.write(table)
     logger.info(f'wrote {out}:\n{table}')
