@@ -17,8 +17,9 @@ from mmengine.logging import MMLogger
 from rtdetr_zoo.analysis import (BACKENDS, build_model, make_inputs,
                                  model_complexity, model_zoo_table,
                                  run_benchmark)
-from rtdetr_zoo.analysis.model_zoo_table import (raccoon_twin,
-                                                 read_convergence_run)
+from rtdetr_zoo.analysis.model_zoo_table import (MARKERS, raccoon_twin,
+                                                 read_convergence_run,
+                                                 write_between_markers)
 from rtdetr_zoo.apis import load_detector
 from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
                                create_ort_session, export_onnx, run_ort,
@@ -204,6 +205,20 @@ def _fake_run(work_dir, stamp='20261125_120000'):
                {'coco/bbox_mAP': 0.12, 'coco/bbox_mAP_50': 0.34, 'step': 2}]
     (run / 'vis_data' / 'scalars.json').write_text(
         '\n'.join(json.dumps(r) for r in records) + '\n')
+
+
+def test_model_zoo_table_replaces_only_between_markers(tmp_path):
+    doc = tmp_path / 'zoo.md'
+    doc.write_text('# Zoo\nintro\n' + MARKERS[0] + '\nold table\n' +
+                   MARKERS[1] + '\nwhy R18 wins\n')
+    write_between_markers(str(doc), '| new | table |\n')
+    assert doc.read_text() == ('# Zoo\nintro\n' + MARKERS[0] +
+                               '\n| new | table |\n' + MARKERS[1] +
+                               '\nwhy R18 wins\n')
+    plain = tmp_path / 'plain.md'
+    plain.write_text('anything')
+    write_between_markers(str(plain), 'table\n')
+    assert plain.read_text() == 'table\n'
 
 
 def test_read_convergence_run(tmp_path):

@@ -37,6 +37,8 @@ def reference_model():
 
 
 def test_every_loss_term_equals_the_stored_reference(expected):
+    # The summation order of the contiguous convolutions depends on the
+    # thread count (measured: 2e-6 relative between 1 and 2 threads).
     model, images = build_reference_model(**{'model.channels_last': False})
     assert not model.channels_last
     losses = reference_losses(model, images)
@@ -45,17 +47,31 @@ def test_every_loss_term_equals_the_stored_reference(expected):
         assert losses[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
-def test_channels_last_loss_equals_the_reference_up_to_rounding(
-        reference_model, expected):
+def test_channels_last_changes_only_the_rounding(reference_model):
+    """The default channels-last model computes the same features as the
+    contiguous one up to float32 rounding: in training mode, where
+    BatchNorm's batch statistics are reduced in another order too, within
+    1e-3 of their range (measured 2.3e-4 with 1 thread); its losses are
+    not compared
+    term by term: with the fixture's random weights many encoder scores and
+    matching costs nearly tie, and a rounding-level change can swap one of
+    the 300 selected queries; measured on this machine: terms within 5.4e-5
+    with 2 threads, one term 8.5 % off with 1 thread)."""
     model, images = reference_model
-    assert model.channels_last
+    contiguous, _ = build_reference_model(**{'model.channels_last': False})
+    assert model.channels_last and not contiguous.channels_last
     assert model.backbone.stem[0].conv.weight.is_contiguous(
         memory_format=torch.channels_last)
-    losses = reference_losses(model, images)
-    for key, value in expected.items():
-        assert losses[key] == pytest.approx(value, rel=2e-4), key
-    assert sum(losses.values()) == pytest.approx(
-        sum(expected.values()), rel=1e-5)
+    inputs, samples = reference_batch(model, images)
+    feats = model.extract_feat(inputs)
+    reference = contiguous.extract_feat(inputs)
+    for ours, ref in zip(feats, reference):
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+        assert (ours - ref).abs().max() <= 1e-3 * ref.abs().max()
+    memory = model.pre_transformer(feats, samples)[0]['memory']
+    ref_memory = contiguous.pre_transformer(reference, samples)[0]['memory']
+    assert memory.is_contiguous()  # the flattened NHWC maps, no copy
+    assert (memory - ref_memory).abs().max() <= 1e-3 * ref_memory.abs().max()
 
 
 def test_the_reference_depends_on_the_denoising_noise(reference_model,

@@ -57,6 +57,9 @@ ZOO_CONFIGS = (
     'configs/rtdetr_mnv4_conv_s_bifpn.py', 'configs/rtdetr_riformer_s12.py',
     'configs/rtdetr_rmt_t.py', 'configs/rtdetr_bhvit.py',
     'configs/rtdetr_hgnetv2_l_coco.py', 'configs/rtdetr_dysample.py')
+# Where the table goes in a hand-written ``out`` (e.g. docs/model_zoo.md):
+# the text between the markers is replaced, the rest kept.
+MARKERS = ('<!-- model_zoo_table: start -->', '<!-- model_zoo_table: end -->')
 LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})')
 
 
@@ -209,7 +212,8 @@ def model_zoo_table(configs, out, logger, shape=(640, 640),
     Args:
         configs (list[str]): Config files; the first is the reference of
             the ratio columns.
-        out (str): Markdown file to write; its folder must exist.
+        out (str): Markdown file to write (only between :data:`MARKERS`
+            when it has them); its folder must exist.
         logger (logging.Logger): Where progress and each row go.
         shape, flops_shape (tuple[int, int]): (H, W) of the latency and the
             FLOPs measurements.
@@ -221,7 +225,7 @@ def model_zoo_table(configs, out, logger, shape=(640, 640),
         cfg_options (dict, optional): Overrides of every config.
 
     Returns:
-        str: The markdown written.
+        str: The table.
     """
     started = time.perf_counter()
     out_dir = osp.dirname(osp.abspath(out))
@@ -257,7 +261,22 @@ def model_zoo_table(configs, out, logger, shape=(640, 640),
     table = render(rows, shape, flops_shape, warmup, iters,
                    torch.get_num_threads(), runs_dir,
                    time.perf_counter() - started)
-    with open(out, 'w') as f:
-        f.write(table)
+    write_between_markers(out, table)
     logger.info(f'wrote {out}:\n{table}')
     return table
+
+
+def write_between_markers(path, text):
+    """Write ``text`` to ``path``; if ``path`` exists with both
+    :data:`MARKERS`, only the part between them is replaced."""
+    content = text
+    if osp.isfile(path):
+        with open(path) as f:
+            old = f.read()
+        start, end = MARKERS
+        if start in old and end in old.split(start, 1)[1]:
+            head, rest = old.split(start, 1)
+            tail = rest.split(end, 1)[1]
+            content = f'{head}{start}\n{text}{end}{tail}'
+    with open(path, 'w') as f:
+        f.write(content)

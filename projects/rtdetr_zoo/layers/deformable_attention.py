@@ -18,8 +18,10 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
     directly, so each level is a view of it; the levels' samples are weighted
     and summed one level at a time instead of being stacked first.
 
-    CUDA/MLU tensors, key padding masks, 2-d reference points and
-    ``batch_first=False`` go to mmcv's implementation.
+    CUDA/MLU tensors, key padding masks, 2-d reference points,
+    ``batch_first=False`` and ONNX export go to mmcv's implementation (so
+    an exported graph has the nodes the INT8 quantizer's scopes were chosen
+    on: docs/deploy.md).
 
     Shapes: ``query`` (B, Q, C), ``value`` (B, N, C) with N the sum of the
     levels' H * W, ``reference_points`` (B, Q, L, 4) normalised
@@ -34,7 +36,8 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             value = query
         if (value.device.type != 'cpu' or not self.batch_first
                 or key_padding_mask is not None
-                or reference_points.shape[-1] != 4):
+                or reference_points.shape[-1] != 4
+                or torch.onnx.is_in_onnx_export()):
             return super().forward(
                 query, key, value, identity, query_pos, key_padding_mask,
                 reference_points, spatial_shapes, level_start_index,
