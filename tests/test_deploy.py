@@ -225,8 +225,8 @@ def test_read_convergence_run(tmp_path):
     assert read_convergence_run(str(tmp_path / 'missing')) is None
     _fake_run(tmp_path / 'rtdetr_r18vd_raccoon')
     run = read_convergence_run(str(tmp_path / 'rtdetr_r18vd_raccoon'))
-    assert run == dict(map=0.12, ap50=0.34, epoch=2, loss=4.0,
-                       minutes=9.5)
+    assert run == dict(evals=[(2, 0.12, 0.34)], map=0.12, ap50=0.34,
+                       epoch=2, first_loss=9.0, loss=4.0, minutes=9.5)
     assert raccoon_twin('configs/rtdetr_r18vd_coco.py') == \
         'rtdetr_r18vd_raccoon'
     assert raccoon_twin('configs/rtdetr_bhvit.py') == 'rtdetr_bhvit_raccoon'
@@ -253,7 +253,7 @@ def test_model_zoo_table(tmp_path):
     assert 0 < gflops < 5  # ~60 GFLOPs at 640, /44 at 96
     assert eager > 0 and ort > 0
     assert row[6] == row[7] == '1.00x'  # the reference itself
-    assert row[8:12] == ['12.0', '34.0', '4.00', '2 ep, 10 min']
+    assert row[8:12] == ['12.0', '34.0', '9.0 → 4.0', '2 ep, 10 min']
     second = [cell.strip() for cell in lines[3].strip('|').split('|')]
     assert second[6].endswith('x') and second[7].endswith('x')
     assert 'Table generated in' in table and 'alternating' in table

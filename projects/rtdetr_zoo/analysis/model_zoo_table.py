@@ -39,7 +39,7 @@ from .flops import config_complexity
 
 COLUMNS = ('config', 'backbone', 'params (M)', 'GFLOPs', 'eager (ms)',
            'ORT (ms)', 'eager vs ref', 'ORT vs ref', 'raccoon mAP',
-           'raccoon AP50', 'final loss', 'run', 'seed figure')
+           'raccoon AP50', 'train loss', 'run', 'seed figure')
 # What the Ultralytics-based seed articles (../shared/seeds/) print for a
 # variant: parameter counts of the whole 1-class model (Ultralytics GFLOPs
 # count 2 per multiply-add) or of the backbone. None prints an accuracy.
@@ -74,8 +74,9 @@ def raccoon_twin(config):
 
 def read_convergence_run(work_dir):
     """Results of a ``tools/train.py`` run in ``work_dir`` (its latest
-    timestamped folder): ``map``, ``ap50`` (last evaluation), ``epoch`` of
-    that evaluation, ``loss`` (mean logged training loss of the last
+    timestamped folder): ``evals`` (``(epoch, mAP, AP50)`` of every
+    evaluation), ``map``, ``ap50`` and ``epoch`` of the last one,
+    ``first_loss`` / ``loss`` (mean logged training loss of the first / last
     epoch) and ``minutes`` (first to last log line); ``None`` when there is
     no finished evaluation."""
     runs = sorted(glob.glob(osp.join(work_dir, '2*', 'vis_data',
@@ -100,8 +101,12 @@ def read_convergence_run(work_dir):
                        for t in (stamps[0], stamps[-1]))
         minutes = (last - first).total_seconds() / 60
     return dict(
+        evals=[(r['step'], r['coco/bbox_mAP'], r['coco/bbox_mAP_50'])
+               for r in evals],
         map=evals[-1]['coco/bbox_mAP'], ap50=evals[-1]['coco/bbox_mAP_50'],
         epoch=evals[-1]['step'],
+        first_loss=statistics.fmean(r['loss'] for r in train
+                                    if r['epoch'] == train[0]['epoch']),
         loss=statistics.fmean(r['loss'] for r in train
                               if r['epoch'] == last_epoch),
         minutes=minutes)
@@ -159,19 +164,20 @@ def format_row(row, reference):
         return f'{row[key] / reference[key]:.2f}x'
 
     run = row['run'] or {}
-    done = '–'
+    done = maps = ap50s = losses = '–'
     if run:
         done = f'{run["epoch"]} ep' + (
             f', {run["minutes"]:.0f} min' if run['minutes'] else '')
+        maps = ' / '.join(f'{100 * m:.1f}' for _, m, _ in run['evals'])
+        ap50s = ' / '.join(f'{100 * a:.1f}' for _, _, a in run['evals'])
+        losses = f'{run["first_loss"]:.1f} → {run["loss"]:.1f}'
     return '| ' + ' | '.join([
         f'`{osp.basename(row["config"])}`', row['backbone'],
         num(row['params'] and row['params'] / 1e6, '.2f'),
         num(row['flops'] and row['flops'] / 1e9, '.1f'),
         num(row['eager'], '.0f'), num(row['ort'], '.0f'), ratio('eager'),
         ratio('ort'),
-        num(run.get('map') and 100 * run['map'], '.1f'),
-        num(run.get('ap50') and 100 * run['ap50'], '.1f'),
-        num(run.get('loss'), '.2f'), done,
+        maps, ap50s, losses, done,
         SEED_FIGURES.get(osp.basename(row['config']), '–')
     ]) + ' |'
 
@@ -196,9 +202,10 @@ def render(rows, shape, flops_shape, warmup, iters, threads, runs_dir,
         f'median / the median of `{osp.basename(rows[0]["config"])}`. '
         f'Raccoon columns: the run of the config\'s raccoon twin in '
         f'`{runs_dir}` (`bash tools/analysis/convergence_runs.sh '
-        f'configs/<twin>.py`): COCO bbox mAP / AP50 (%) of the last '
-        f'evaluation on the 40 validation images, mean training loss of the '
-        f'last epoch, epochs and wall time. Table generated in '
+        f'configs/<twin>.py`): COCO bbox mAP / AP50 (%) of every '
+        f'evaluation (epoch 5 / epoch 10) on the 40 validation images, mean '
+        f'training loss of the first and the last epoch, epochs and wall '
+        f'time. Table generated in '
         f'{seconds / 60:.1f} min.'
     ]
     return '\n'.join(lines) + '\n'
