@@ -199,8 +199,8 @@ def _fake_run(work_dir, stamp='20261125_120000'):
     (run / f'{stamp}.log').write_text(
         '2026/11/25 12:00:00 - mmengine - INFO - start\n'
         '2026/11/25 12:09:30 - mmengine - INFO - end\n')
-    records = [dict(loss=9.0, epoch=1, iter=1), dict(loss=5.0, epoch=2,
-                                                      iter=2),
+    records = [dict(loss=9.0, epoch=1, iter=1),
+               dict(loss=5.0, epoch=2, iter=2),
                dict(loss=3.0, epoch=2, iter=3),
                {'coco/bbox_mAP': 0.12, 'coco/bbox_mAP_50': 0.34, 'step': 2}]
     (run / 'vis_data' / 'scalars.json').write_text(
@@ -308,7 +308,8 @@ def test_get_flops_and_benchmark_cli():
                      '--iters', '2', '--cfg-options', *TINY_OPTIONS)
     assert bench.returncode == 0, bench.stderr[-3000:]
     output = bench.stdout + bench.stderr
-    assert '[backbone, pytorch, infer]' in output and 'latency: median' in output
+    assert '[backbone, pytorch, infer]' in output
+    assert 'latency: median' in output
 
 
 def test_load_detector_checkpoint(tmp_path):

@@ -70,6 +70,7 @@ from mmengine.logging import MMLogger
 from rtdetr_zoo.analysis import BACKENDS, benchmark, input_shape
 from rtdetr_zoo.analysis.benchmark import (benchmark_onnx, compare_revisions,
                                            profile_step)
+from rtdetr_zoo.analysis.timed_step import MODES, PARTS
 
 
 def parse_args():
@@ -77,7 +78,7 @@ def parse_args():
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', nargs='?', default=None,
                         help='config file (optional with --onnx)')
-    parser.add_argument('--part', choices=['backbone', 'detector'],
+    parser.add_argument('--part', choices=PARTS,
                         default='detector', help='what to time')
     parser.add_argument('--shape', type=int, nargs='+', default=[640],
                         help='input size: one value (square) or H W')
@@ -92,7 +93,7 @@ def parse_args():
     parser.add_argument('--onnx', nargs='+', default=None, metavar='PATH',
                         help='time existing .onnx graphs (alternating runs; '
                         'implies --backend onnxruntime)')
-    parser.add_argument('--mode', choices=['infer', 'train'], default='infer',
+    parser.add_argument('--mode', choices=MODES, default='infer',
                         help='inference, or a training step (forward, loss, '
                         'backward, optimizer step)')
     parser.add_argument('--bf16', action='store_true',

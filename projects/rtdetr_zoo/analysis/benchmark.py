@@ -49,7 +49,7 @@ import time
 import psutil
 import torch
 
-from ..deploy import create_ort_session, export_onnx, graph_input_shape
+from ..deploy import create_ort_session, graph_input_shape
 from . import timed_step
 from .timed_step import (PARTS, PROTOCOL_PREFIX,  # noqa: F401
                          OnnxRuntimeRunner, PeakRSS, TimedStep, build_model,
@@ -122,6 +122,41 @@ def latency_stats(times, batch):
                 throughput=batch / mean)
 
 
+def timed(call):
+    """``call`` wrapped to return the seconds it took."""
+
+    def run():
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+    return run
+
+
+def time_alternately(calls, warmup, iters, logger):
+    """Run every ``calls`` entry once per round, in order, ``warmup`` untimed
+    rounds then ``iters`` timed ones, so that a change of machine load
+    affects every entry alike; progress is logged five times.
+
+    Args:
+        calls (dict[str, callable]): Name -> a function that does one unit
+            of work and returns the seconds it took (see :func:`timed`).
+
+    Returns:
+        dict[str, list[float]]: the timed seconds of each name.
+    """
+    times = {name: [] for name in calls}
+    for i in range(warmup + iters):
+        for name, call in calls.items():
+            seconds = call()
+            if i >= warmup:
+                times[name].append(seconds)
+        done = i + 1 - warmup
+        if done > 0 and (done % max(iters // 5, 1) == 0 or done == iters):
+            logger.info(f'timed {done}/{iters}: ' + ', '.join(
+                f'{name} {t[-1] * 1000:.1f} ms' for name, t in times.items()))
+    return times
+
+
 def run_benchmark(runner, warmup, iters, batch, logger):
     """Call ``runner`` ``warmup`` times, then time ``iters`` calls.
 
@@ -175,19 +210,16 @@ def benchmark(config, logger, part='detector', shape=(640, 640), batch=1,
     Returns:
         dict: the statistics of :func:`run_benchmark` plus ``params``.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f'backend must be one of {sorted(BACKENDS)}, got '
-                         f'{backend!r}')
     height, width = shape
     runner = TimedStep(config, mode, part, batch, shape, bf16, channels_last,
                        cfg_options, backend)
     params, inputs = runner.params, runner.inputs
-    options = ', '.join(
+    settings = [part, backend, mode] + [
         name for name, on in (('bf16', bf16), ('channels-last', channels_last))
-        if on)
+        if on]
     logger.info(
-        f'{config} [{part}, {backend}, {mode}{", " + options if options else ""}]'
-        f': {params:,} params, {height}x{width} images -> input tensor '
+        f'{config} [{", ".join(settings)}]: {params:,} params, {height}x'
+        f'{width} images -> input tensor '
         f'{"x".join(map(str, inputs.shape))}, '
         f'{torch.get_num_threads()} CPU threads')
     stats = run_benchmark(runner, warmup, iters, batch, logger)
@@ -362,18 +394,10 @@ def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
                 workers[name] = _spawn_worker(root, config,
                                               worker_args[name], threads)
                 logger.info(f'{name}: {workers[name].params:,} params')
-            times = {name: [] for name in workers}
-            for i in range(warmup + iters):
-                for name, proc in workers.items():
-                    seconds = _ask(proc, 'run')['seconds']
-                    if i >= warmup:
-                        times[name].append(seconds)
-                done = i + 1 - warmup
-                if done > 0 and (done % max(iters // 5, 1) == 0
-                                 or done == iters):
-                    logger.info(f'timed {done}/{iters}: ' + ', '.join(
-                        f'{name} {t[-1] * 1000:.0f} ms'
-                        for name, t in times.items()))
+            # The workers time themselves (no pipe overhead in the figure).
+            times = time_alternately(
+                {name: lambda proc=proc: _ask(proc, 'run')['seconds']
+                 for name, proc in workers.items()}, warmup, iters, logger)
             results = {}
             for name, proc in workers.items():
                 results[name] = dict(
@@ -421,22 +445,11 @@ def benchmark_onnx(paths, logger, warmup=5, iters=20, num_threads=None):
     threads = num_threads or torch.get_num_threads()
     for runner in runners:
         logger.info(f'{runner.path}: input {runner.shape}, {threads} threads')
-    for _ in range(warmup):
-        for runner in runners:
-            runner()
-    logger.info(f'{warmup} warm-up runs of each graph done')
-    times = [[] for _ in runners]
-    for i in range(iters):
-        for runner, runner_times in zip(runners, times):
-            start = time.perf_counter()
-            runner()
-            runner_times.append(time.perf_counter() - start)
-        if (i + 1) % max(iters // 5, 1) == 0 or i + 1 == iters:
-            logger.info(f'timed {i + 1}/{iters}: ' + ', '.join(
-                f'{t[-1] * 1000:.1f} ms' for t in times))
+    times = time_alternately({r.path: timed(r) for r in runners}, warmup,
+                             iters, logger)
     results = {}
-    for runner, runner_times in zip(runners, times):
-        stats = latency_stats(runner_times, runner.shape[0])
+    for runner in runners:
+        stats = latency_stats(times[runner.path], runner.shape[0])
         stats['input_shape'] = runner.shape
         if results:
             stats['speedup'] = (results[paths[0]]['median_ms'] /

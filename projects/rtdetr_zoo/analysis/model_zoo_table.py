@@ -34,7 +34,8 @@ import torch
 
 from ..apis import load_config
 from ..deploy import switch_to_deploy
-from .benchmark import BACKENDS, build_model, make_inputs
+from .benchmark import (BACKENDS, build_model, make_inputs, time_alternately,
+                        timed)
 from .flops import config_complexity
 
 COLUMNS = ('config', 'backbone', 'params (M)', 'GFLOPs', 'eager (ms)',
@@ -117,27 +118,25 @@ def measure_latency(configs, shape, cfg_options, backends, warmup, iters,
     """Median latency (ms) of every config and backend at batch 1 and
     (H, W) = ``shape``, deploy paths applied, runs alternating over all
     (config, backend) pairs; ``{config: {backend: ms}}``."""
-    runners = []
+    def name(config, backend):
+        return f'{osp.basename(config)} {backend}'
+
+    calls = {}
     for config in configs:
         model = build_model(config, 'detector', cfg_options)
         switch_to_deploy(model)
         inputs, samples = make_inputs(model, 'detector', 1, *shape)
         for backend in backends:
-            runners.append((config, backend,
-                            BACKENDS[backend](model, inputs, samples)))
-    times = {(config, backend): [] for config, backend, _ in runners}
-    for i in range(warmup + iters):
-        for config, backend, runner in runners:
-            start = time.perf_counter()
-            runner()
-            if i >= warmup:
-                times[config, backend].append(time.perf_counter() - start)
-        if i >= warmup:
-            logger.info(f'latency round {i + 1 - warmup}/{iters}')
-    latency = {config: {} for config in configs}
-    for (config, backend), values in times.items():
-        latency[config][backend] = statistics.median(values) * 1000
-    return latency
+            calls[name(config, backend)] = timed(
+                BACKENDS[backend](model, inputs, samples))
+    times = time_alternately(calls, warmup, iters, logger)
+    return {
+        config: {
+            backend: statistics.median(times[name(config, backend)]) * 1000
+            for backend in backends
+        }
+        for config in configs
+    }
 
 
 def backbone_name(config):

@@ -126,9 +126,12 @@ class OnnxRuntimeRunner:
         return self.session.run(None, {'images': self.images})
 
 
-
 def autocast(bf16):
-    """``torch.autocast('cpu', bfloat16)`` when ``bf16``, else a no-op."""
+    """``torch.autocast('cpu', bfloat16)`` when ``bf16``, else a no-op.
+
+    :func:`rtdetr_zoo.apis.bf16_autocast` does the same, but this module
+    must also run against checkouts that predate it (see the module doc).
+    """
     if bf16:
         return torch.autocast('cpu', dtype=torch.bfloat16)
     return contextlib.nullcontext()
