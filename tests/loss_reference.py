@@ -4,12 +4,13 @@ every optimisation of the training step is checked against it.
 
 Weights: the official fixture's (../shared/fixtures/rtdetr_r18vd_official.pt)
 converted to ours, with the all-zero tensors (the official init's zeroed
-last box-head layers) filled with seeded noise; batch: its two 640x640 images with fixed ground truth
-boxes; noise: ``torch.manual_seed(SEED)`` just before ``model.loss`` (the
-denoising queries are the only random draw of the loss). The model is in
+last box-head layers) filled with seeded noise; batch: its two 640x640
+images with fixed ground truth boxes; noise: ``torch.manual_seed(SEED)``
+just before ``model.loss`` (the denoising queries are the only random draw
+of the loss). The model is in
 training mode (BatchNorm uses batch statistics).
 
-    python -m tests.loss_reference   # rewrite tests/data/r18vd_loss_reference.json
+    python -m tests.loss_reference  # tests/data/r18vd_loss_reference.json
 """
 import json
 import os.path as osp
@@ -22,10 +23,8 @@ from rtdetr_zoo.apis import load_detector
 from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 
-from .utils import REPO_ROOT, config_path
+from .utils import OFFICIAL_FIXTURE, REPO_ROOT, config_path
 
-FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
-                   'rtdetr_r18vd_official.pt')
 REFERENCE = osp.join(REPO_ROOT, 'tests', 'data', 'r18vd_loss_reference.json')
 SEED = 2024
 # (x1, y1, x2, y2) in 640x640 pixels and COCO label index, per image.
@@ -37,7 +36,7 @@ GT_LABELS = ([15, 0], [15])
 def build_reference_model(**cfg_options):
     """configs/rtdetr_r18vd_coco.py (with ``cfg_options``) and the fixture's
     official weights, in training mode."""
-    fixture = read_checkpoint(FIXTURE)
+    fixture = read_checkpoint(OFFICIAL_FIXTURE)
     state_dict, _ = convert_official_state_dict(fixture['state_dict'])
     model = load_detector(config_path('rtdetr_r18vd_coco'),
                           cfg_options=cfg_options)

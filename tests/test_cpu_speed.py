@@ -3,7 +3,6 @@ gradients, on-the-fly conv-BN folding in eval, the faster CPU deformable
 attention, bfloat16 inference and training, and the benchmark's training
 mode and revision comparison. The speed itself is measured by
 tools/analysis/benchmark.py (docs/performance.md), not here."""
-import os.path as osp
 import subprocess
 
 import pytest
@@ -19,8 +18,9 @@ from rtdetr_zoo.apis import bf16_autocast, enable_bf16_testing
 from rtdetr_zoo.engine import CPUCapableAmpOptimWrapper
 from rtdetr_zoo.layers import CPUFastMultiScaleDeformableAttention
 
-from .utils import (REPO_ROOT, build_detector_from_config, config_path,
-                    load_config, make_batch)
+from .utils import (OFFICIAL_FIXTURE, REPO_ROOT, build_detector_from_config,
+                    config_path, load_config, make_batch,
+                    requires_official_fixture)
 
 R18 = 'rtdetr_r18vd_raccoon'  # under configs/
 TINY = {'model.num_queries': 20, 'model.decoder.num_layers': 1,
@@ -231,8 +231,8 @@ def test_compare_revisions_times_head_against_the_working_tree():
     before = subprocess.run(['git', 'worktree', 'list'], cwd=REPO_ROOT,
                             capture_output=True, text=True).stdout
     results = compare_revisions(
-        'configs/rtdetr_r18vd_raccoon.py', 'HEAD', logger, warmup=0, iters=2, threads=1,
-        shape=(96, 96), cfg_options=TINY)
+        'configs/rtdetr_r18vd_raccoon.py', 'HEAD', logger, warmup=0, iters=2,
+        threads=1, shape=(96, 96), cfg_options=TINY)
     assert set(results) == {'working tree', 'HEAD', 'speedup'}
     for name in ('working tree', 'HEAD'):
         assert results[name]['median_ms'] > 0
@@ -249,20 +249,18 @@ def test_compare_revisions_times_head_against_the_working_tree():
         compare_revisions('configs/missing.py', 'HEAD', logger)
 
 
+@requires_official_fixture
 def test_bf16_on_the_official_fixture_stays_close_to_float32():
     """bf16 autocast against float32 on the official R18-vd weights and
     images (../shared/fixtures; random weights, so many encoder scores
     nearly tie). Measured: encoder features within 0.8 % of their range,
     81-82 % of the 300 queries selected identically, their final class
     logits within 0.018; the held tolerances are about 2x looser."""
-    from .loss_reference import FIXTURE
     from .test_official_equivalence import _align
-    if not osp.isfile(FIXTURE):
-        pytest.skip(f'official fixture not present at {FIXTURE}')
     from mmdet.structures import DetDataSample
     from rtdetr_zoo.deploy import convert_official_state_dict
     from rtdetr_zoo.engine import read_checkpoint
-    fixture = read_checkpoint(FIXTURE)
+    fixture = read_checkpoint(OFFICIAL_FIXTURE)
     state_dict, _ = convert_official_state_dict(fixture['state_dict'])
     model = build_detector_from_config('rtdetr_r18vd_coco', small=False)
     model.load_state_dict(state_dict)

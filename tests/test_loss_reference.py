@@ -11,18 +11,15 @@ this moves the terms by at most ~5e-5 relative (measured: d1.loss_cls
 to 1e-5.
 """
 import json
-import os.path as osp
 
 import pytest
 import torch
 
-from .loss_reference import (FIXTURE, REFERENCE, SEED, build_reference_model,
+from .loss_reference import (REFERENCE, SEED, build_reference_model,
                              reference_batch, reference_losses)
+from .utils import requires_official_fixture
 
-pytestmark = pytest.mark.skipif(
-    not osp.isfile(FIXTURE),
-    reason=f'official fixture not present at {FIXTURE} (it lives in the '
-    'shared folder beside the repo, which CI always has)')
+pytestmark = requires_official_fixture
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,6 @@ rtdetr_zoo.deploy.convert_official_state_dict (the converter of
 tools/model_converters/rtdetr_official_to_mmdet.py) and loaded into
 configs/rtdetr_r18vd_coco.py.
 """
-import os.path as osp
 import subprocess
 import sys
 
@@ -18,21 +17,17 @@ from mmdet.structures import DetDataSample
 from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 
-from .utils import REPO_ROOT, build_detector_from_config
+from .utils import (OFFICIAL_FIXTURE, REPO_ROOT, build_detector_from_config,
+                    requires_official_fixture)
 
-FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
-                   'rtdetr_r18vd_official.pt')
 OFFICIAL_NUM_PARAMS = 20_184_464
 
-pytestmark = pytest.mark.skipif(
-    not osp.isfile(FIXTURE),
-    reason=f'official fixture not present at {FIXTURE} (it lives in the '
-    'shared folder beside the repo, which CI always has)')
+pytestmark = requires_official_fixture
 
 
 @pytest.fixture(scope='module')
 def fixture():
-    return read_checkpoint(FIXTURE)
+    return read_checkpoint(OFFICIAL_FIXTURE)
 
 
 @pytest.fixture(scope='module')

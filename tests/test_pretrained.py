@@ -30,17 +30,15 @@ from mmengine.runner import load_checkpoint
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 
-from .utils import (CONFIG_DIR, REPO_ROOT, build_detector_from_config,
-                    load_config)
+from .utils import (CONFIG_DIR, OFFICIAL_FIXTURE, REPO_ROOT,
+                    build_detector_from_config, load_config)
 
-FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
-                   'rtdetr_r18vd_official.pt')
 RACCOON = osp.join(REPO_ROOT, 'data', 'raccoon')
 
 
 @pytest.fixture(scope='module')
 def official():
-    return torch.load(FIXTURE, map_location='cpu')
+    return torch.load(OFFICIAL_FIXTURE, map_location='cpu')
 
 
 @pytest.fixture

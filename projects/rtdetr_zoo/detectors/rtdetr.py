@@ -125,15 +125,20 @@ class RTDETR(DINO):
         self.efficient_conv_bn_eval = efficient_conv_bn_eval
         self._set_efficient_conv_bn_eval(efficient_conv_bn_eval)
         if channels_last:
-            for part in (self.backbone, self.neck, self.input_proj):
+            for part in self._conv_parts():
                 part.to(memory_format=torch.channels_last)
                 for module in part.modules():
                     if isinstance(module, nn.modules.batchnorm._BatchNorm):
                         module.register_forward_hook(dense_channels_last_grad)
         self.register_load_state_dict_pre_hook(load_official_layout)
 
+    def _conv_parts(self):
+        """The convolutional part (backbone, neck, input projection): what
+        ``channels_last`` and ``efficient_conv_bn_eval`` apply to."""
+        return (self.backbone, self.neck, self.input_proj)
+
     def _set_efficient_conv_bn_eval(self, enabled):
-        for part in (self.backbone, self.neck, self.input_proj):
+        for part in self._conv_parts():
             for module in part.modules():
                 if isinstance(module, ConvModule) and module.with_norm:
                     module.turn_on_efficient_conv_bn_eval(enabled)

@@ -47,7 +47,8 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         if query_pos is not None:
             query = query + query_pos
         batch, num_query, _ = query.shape
-        heads, levels, points = self.num_heads, self.num_levels, self.num_points
+        heads, levels = self.num_heads, self.num_levels
+        points = self.num_points
         head_dims = self.embed_dims // heads
         # (B, C, N) = W (C, C) @ value^T (B, C, N) + b: a transposed operand
         # for the matmul instead of a transpose copy.
