@@ -6,6 +6,7 @@ from .csp_layers import (CSPRepLayer, RepVGGBlock,  # noqa: F401
 from .upsample import build_upsample_layer, match_size  # noqa: F401
 from .deformable_attention import \
     CPUFastMultiScaleDeformableAttention  # noqa: F401
+from .msdeform_attn_v2 import MultiScaleDeformableAttentionV2  # noqa: F401
 from .rtdetr_decoder import RTDETRTransformerDecoder  # noqa: F401
 from .dysample import DySample  # noqa: F401
 from .retention import MaSA, RetentionBlock, RetentionStage  # noqa: F401

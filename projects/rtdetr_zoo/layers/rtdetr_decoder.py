@@ -7,6 +7,11 @@ from mmdet.registry import MODELS
 
 from .deformable_attention import CPUFastMultiScaleDeformableAttention
 
+# Arguments of mmcv's MultiScaleDeformableAttention that every cross-attention
+# of the decoder (RT-DETR's, RT-DETRv2's) takes with the same meaning.
+SHARED_ATTN_ARGS = ('embed_dims', 'num_heads', 'num_levels', 'dropout',
+                    'batch_first')
+
 
 def fp32_branch(branch, x):
     """``branch(x)`` in float32 even under autocast (box regression: a bf16
@@ -32,6 +37,11 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
       logit(ref_l))``, the next layer seeing the detached box;
     - in eval mode decoding stops after layer ``eval_idx``.
 
+    The cross-attention is configured by ``layer_cfg.cross_attn_cfg``: no
+    ``type`` builds RT-DETR's; ``type='MultiScaleDeformableAttentionV2'``
+    (:class:`~rtdetr_zoo.layers.MultiScaleDeformableAttentionV2`) builds
+    RT-DETRv2's (points per level, discrete sampling).
+
     Args:
         num_layers (int): Decoder layers.
         layer_cfg (dict): Config of ``DeformableDetrTransformerDecoderLayer``.
@@ -50,10 +60,19 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
         self.eval_idx = eval_idx % num_layers
 
     def _init_layers(self):
+        # mmdet's layer builds mmcv's attention from ``cross_attn_cfg``: it
+        # gets the arguments every deformable attention shares, then the
+        # configured ``type`` (default: RT-DETR's) takes its place.
+        layer_cfg = self.layer_cfg
+        attn_cfg = dict(layer_cfg['cross_attn_cfg'])
+        attn_type = attn_cfg.pop('type', CPUFastMultiScaleDeformableAttention)
+        self.layer_cfg = dict(layer_cfg, cross_attn_cfg={
+            k: v for k, v in attn_cfg.items() if k in SHARED_ATTN_ARGS})
         super()._init_layers()
+        self.layer_cfg = layer_cfg
         for layer in self.layers:
-            layer.cross_attn = CPUFastMultiScaleDeformableAttention(
-                **layer.cross_attn_cfg)
+            layer.cross_attn_cfg = layer_cfg['cross_attn_cfg']
+            layer.cross_attn = MODELS.build(dict(attn_cfg, type=attn_type))
         self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
 
     def forward(self, query, value, reference_points, spatial_shapes,
