@@ -7,18 +7,24 @@ this fast on a CPU; everything else is the config's own model.
 
 Model fragments (``configs/_base_/models``) and settings are not configs of
 their own; each raccoon config is its COCO sibling's model in the raccoon
-setting (``configs/_base_/raccoon_setting.py``) and nothing else.
+setting (``configs/_base_/raccoon_setting.py``) and nothing else. Each
+RT-DETRv2 config is an RT-DETR config (or model) with RT-DETRv2's
+cross-attention (``configs/_base_/models/rtdetrv2.py``) and the official
+schedule, and takes an optimizer step.
 """
 import copy
 import glob
 import os.path as osp
+import re
 
 import pytest
 import torch
 from mmengine.config import Config
 
+from rtdetr_zoo.layers import MultiScaleDeformableAttentionV2
+
 from .utils import (CONFIG_DIR, build_detector_from_config, load_config,
-                    run_loss_and_predict)
+                    make_batch, run_loss_and_predict)
 
 ALL_CONFIGS = sorted(
     osp.relpath(p, CONFIG_DIR)
@@ -36,9 +42,12 @@ def test_configs_found():
 
 
 def coco_sibling(name):
-    """``rtdetr_X_raccoon.py`` -> ``rtdetr_X.py`` or ``rtdetr_X_coco.py``."""
-    stem = name[:-len('_raccoon.py')]
-    siblings = [c for c in (stem + '.py', stem + '_coco.py') if c in TOP_LEVEL]
+    """``rtdetr_X_raccoon.py`` -> ``rtdetr_X.py`` or ``rtdetr_X_coco.py``,
+    with the schedule in the name for RT-DETRv2
+    (``rtdetrv2_r18vd_120e_coco.py``)."""
+    stem = re.escape(name[:-len('_raccoon.py')])
+    siblings = [c for c in TOP_LEVEL
+                if re.fullmatch(stem + r'(_\d+[ex])?(_coco)?\.py', c)]
     assert len(siblings) == 1, name
     return siblings[0]
 
@@ -106,3 +115,93 @@ def test_detector_loss_and_predict(name):
         assert torch.isfinite(value).all(), key
     assert losses['loss_bbox'].item() == 0
     assert model.dn_query_generator.label_embedding.weight.grad is not None
+
+
+# RT-DETRv2 (the official releases, and the zoo variants' twins): each is an
+# RT-DETR model with _base_/models/rtdetrv2.py (or rtdetrv2_dsp.py) merged.
+RTDETRV2_TWINS = {
+    'rtdetrv2_r18vd_120e_coco.py': 'rtdetr_r18vd_coco.py',
+    'rtdetrv2_r34vd_120e_coco.py': 'rtdetr_r34vd_coco.py',
+    'rtdetrv2_r50vd_m_7x_coco.py': 'rtdetr_r50vd_coco.py',
+    'rtdetrv2_r50vd_6x_coco.py': 'rtdetr_r50vd_coco.py',
+    'rtdetrv2_r101vd_6x_coco.py': 'rtdetr_r101vd_coco.py',
+    'rtdetrv2_r18vd_dsp_3x_coco.py': 'rtdetr_r18vd_coco.py',
+    'rtdetrv2_r34vd_dsp_1x_coco.py': 'rtdetr_r34vd_coco.py',
+    'rtdetrv2_r50vd_m_dsp_3x_coco.py': 'rtdetr_r50vd_coco.py',
+    'rtdetrv2_r50vd_dsp_1x_coco.py': 'rtdetr_r50vd_coco.py',
+    'rtdetrv2_rmt_t.py': 'rtdetr_rmt_t.py',
+    'rtdetrv2_mnv4_conv_s_bifpn.py': 'rtdetr_mnv4_conv_s_bifpn.py',
+    'rtdetrv2_r18vd_dysample.py': 'rtdetr_r18vd_dysample.py',
+    'rtdetrv2_riformer_s12.py': 'rtdetr_riformer_s12.py',
+    'rtdetrv2_bhvit.py': 'rtdetr_bhvit.py',
+    'rtdetrv2_hgnetv2_l_coco.py': 'rtdetr_hgnetv2_l_coco.py',
+    'rtdetrv2_r18vd_raccoon.py': 'rtdetr_r18vd_raccoon.py',
+}
+# The official epochs of each schedule in a name.
+RTDETRV2_EPOCHS = {'120e': 120, '7x': 84, '6x': 72, '3x': 36, '1x': 12}
+
+
+def test_rtdetrv2_configs_found():
+    assert sorted(RTDETRV2_TWINS) == sorted(
+        c for c in TOP_LEVEL if c.startswith('rtdetrv2_'))
+
+
+@pytest.mark.parametrize('name', sorted(RTDETRV2_TWINS))
+def test_rtdetrv2_config_is_rtdetr_with_v2_attention(name):
+    """No drift: the model is its RT-DETR twin's with only the decoder's
+    cross-attention changed (and R50-M's encoder expansion and evaluation
+    layer); the schedule is the official one."""
+    v2, v1 = load_config(name), load_config(RTDETRV2_TWINS[name])
+    attn = v2.model.decoder.layer_cfg.cross_attn_cfg
+    assert attn.type == 'MultiScaleDeformableAttentionV2'
+    assert attn.num_points == [4, 4, 4]
+    assert attn.offset_scale == 0.5
+    assert attn.method == ('discrete' if '_dsp' in name else 'default')
+    expected = copy.deepcopy(v1.model)
+    expected.decoder.layer_cfg.cross_attn_cfg.update(
+        type=attn.type, num_points=[4, 4, 4], offset_scale=0.5,
+        method=attn.method)
+    if '_r50vd_m_' in name:
+        expected.neck.expansion = 0.5
+        expected.decoder.eval_idx = 2
+    assert v2.model.to_dict() == expected.to_dict()
+    schedule = re.search(r'_(\d+[ex])_coco\.py$', name)
+    epochs = RTDETRV2_EPOCHS[schedule[1]] if schedule else \
+        v1.train_cfg.max_epochs
+    assert v2.train_cfg.max_epochs == epochs
+    assert ('load_from' in v2 and v2.load_from is not None) == \
+        ('_dsp' in name)
+
+
+@pytest.mark.parametrize('name', sorted(RTDETRV2_TWINS))
+def test_rtdetrv2_training_step(name):
+    """Every RT-DETRv2 config builds with the v2 attention and takes one
+    optimizer step on a tiny batch; the discrete models keep their sampling
+    offsets frozen."""
+    torch.manual_seed(0)
+    model = build_detector_from_config(name)
+    attns = [m for m in model.modules()
+             if isinstance(m, MultiScaleDeformableAttentionV2)]
+    assert len(attns) == len(model.decoder.layers)
+    discrete = '_dsp' in name
+    assert all(a.method == ('discrete' if discrete else 'default')
+               for a in attns)
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    inputs, samples = make_batch(model, sizes=((96, 128), (112, 80)),
+                                 num_gts=(2, 1))
+    losses = model.loss(inputs, samples)
+    total = sum(v.sum() for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    params = dict(model.named_parameters())
+    for i in range(len(attns)):
+        prefix = f'decoder.layers.{i}.cross_attn.'
+        for part in ('value_proj.weight', 'output_proj.weight'):
+            assert not torch.equal(params[prefix + part],
+                                   before[prefix + part]), prefix + part
+        offsets = prefix + 'sampling_offsets.weight'
+        assert torch.equal(params[offsets], before[offsets]) == discrete

@@ -1,0 +1,6 @@
+# RT-DETRv2-BHViT: rtdetr_bhvit.py (model, schedule, backbone lr x1) with
+# RT-DETRv2's decoder cross-attention (_base_/models/rtdetrv2.py).
+#   python tools/train.py configs/rtdetrv2_bhvit.py
+_base_ = ['./rtdetr_bhvit.py', './_base_/models/rtdetrv2.py']
+
+model = _base_.rtdetrv2_model

@@ -1,0 +1,7 @@
+# RT-DETRv2-L on HGNetv2-L (as the official rtdetrv2_hgnetv2_l_6x_coco):
+# rtdetr_hgnetv2_l_coco.py (model and schedule) with RT-DETRv2's decoder
+# cross-attention (_base_/models/rtdetrv2.py).
+#   python tools/train.py configs/rtdetrv2_hgnetv2_l_coco.py
+_base_ = ['./rtdetr_hgnetv2_l_coco.py', './_base_/models/rtdetrv2.py']
+
+model = _base_.rtdetrv2_model

@@ -1,0 +1,7 @@
+# RT-DETRv2-MobileNetV4-ConvS-BiFPN: rtdetr_mnv4_conv_s_bifpn.py (model and
+# schedule) with RT-DETRv2's decoder cross-attention
+# (_base_/models/rtdetrv2.py).
+#   python tools/train.py configs/rtdetrv2_mnv4_conv_s_bifpn.py
+_base_ = ['./rtdetr_mnv4_conv_s_bifpn.py', './_base_/models/rtdetrv2.py']
+
+model = _base_.rtdetrv2_model

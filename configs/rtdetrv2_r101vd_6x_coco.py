@@ -1,0 +1,13 @@
+# RT-DETRv2-X (Lv et al., arXiv 2407.17140): rtdetr_r101vd.py
+# with RT-DETRv2's cross-attention (_base_/models/rtdetrv2.py) on COCO.
+# Official release (54.3 AP on COCO val2017), converted on load:
+#   python tools/test.py configs/rtdetrv2_r101vd_6x_coco.py \
+#       https://github.com/lyuwenyu/storage/releases/download/v0.1/rtdetrv2_r101vd_6x_coco_from_paddle.pth
+#   python tools/train.py configs/rtdetrv2_r101vd_6x_coco.py
+_base_ = [
+    './_base_/models/rtdetr_r101vd.py', './_base_/models/rtdetrv2.py',
+    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_6x.py',
+    './_base_/default_runtime.py'
+]
+
+model = _base_.rtdetrv2_model

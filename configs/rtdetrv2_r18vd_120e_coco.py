@@ -1,0 +1,13 @@
+# RT-DETRv2-S (Lv et al., arXiv 2407.17140): rtdetr_r18vd.py
+# with RT-DETRv2's cross-attention (_base_/models/rtdetrv2.py) on COCO.
+# Official release (48.1 AP on COCO val2017), converted on load:
+#   python tools/test.py configs/rtdetrv2_r18vd_120e_coco.py \
+#       https://github.com/lyuwenyu/storage/releases/download/v0.2/rtdetrv2_r18vd_120e_coco_rerun_48.1.pth
+#   python tools/train.py configs/rtdetrv2_r18vd_120e_coco.py
+_base_ = [
+    './_base_/models/rtdetr_r18vd.py', './_base_/models/rtdetrv2.py',
+    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_120e.py',
+    './_base_/default_runtime.py'
+]
+
+model = _base_.rtdetrv2_model

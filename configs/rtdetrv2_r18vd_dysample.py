@@ -1,0 +1,6 @@
+# RT-DETRv2-R18vd + DySample: rtdetr_r18vd_dysample.py (model and schedule)
+# with RT-DETRv2's decoder cross-attention (_base_/models/rtdetrv2.py).
+#   python tools/train.py configs/rtdetrv2_r18vd_dysample.py
+_base_ = ['./rtdetr_r18vd_dysample.py', './_base_/models/rtdetrv2.py']
+
+model = _base_.rtdetrv2_model

@@ -1,0 +1,17 @@
+# RT-DETRv2-L_dsp (Lv et al., arXiv 2407.17140): rtdetr_r50vd.py
+# with RT-DETRv2's cross-attention (_base_/models/rtdetrv2_dsp.py) on COCO.
+# Official release (52.9 AP on COCO val2017), converted on load:
+#   python tools/test.py configs/rtdetrv2_r50vd_dsp_1x_coco.py \
+#       https://github.com/lyuwenyu/storage/releases/download/v0.1/rtdetrv2_r50vd_dsp_1x_coco.pth
+#   python tools/train.py configs/rtdetrv2_r50vd_dsp_1x_coco.py
+_base_ = [
+    './_base_/models/rtdetr_r50vd.py', './_base_/models/rtdetrv2_dsp.py',
+    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_1x.py',
+    './_base_/default_runtime.py'
+]
+
+model = _base_.rtdetrv2_model
+
+# Training fine-tunes the bilinear model (the official config's
+# `tuning`); the sampling offsets stay frozen.
+load_from = 'https://github.com/lyuwenyu/storage/releases/download/v0.1/rtdetrv2_r50vd_6x_coco_ema.pth'  # noqa: E501

@@ -1,0 +1,6 @@
+# RT-DETRv2-RIFormer-S12: rtdetr_riformer_s12.py (model and schedule) with
+# RT-DETRv2's decoder cross-attention (_base_/models/rtdetrv2.py).
+#   python tools/train.py configs/rtdetrv2_riformer_s12.py
+_base_ = ['./rtdetr_riformer_s12.py', './_base_/models/rtdetrv2.py']
+
+model = _base_.rtdetrv2_model
