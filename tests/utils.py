@@ -19,6 +19,14 @@ requires_official_fixture = pytest.mark.skipif(
     not osp.isfile(OFFICIAL_FIXTURE),
     reason=f'official fixture not present at {OFFICIAL_FIXTURE} (it lives '
     'in the shared folder beside the repo, which CI always has)')
+# The official RT-DETRv2 R18-vd weights, inputs and outputs of both sampling
+# methods (same README); CI has it beside the v1 fixture.
+OFFICIAL_V2_FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
+                               'rtdetrv2_r18vd_official.pt')
+requires_official_v2_fixture = pytest.mark.skipif(
+    not osp.isfile(OFFICIAL_V2_FIXTURE),
+    reason=f'official fixture not present at {OFFICIAL_V2_FIXTURE} (it '
+    'lives in the shared folder beside the repo, which CI always has)')
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 
 # Shrinks the decoder so detector tests stay fast on a CPU; the structure

@@ -1,4 +1,13 @@
-"""Conversion of official RT-DETR (rtdetr_pytorch) weights to rtdetr_zoo.
+"""Conversion of official RT-DETR (rtdetr_pytorch) and RT-DETRv2
+(rtdetrv2_pytorch) weights to rtdetr_zoo.
+
+The two layouts differ in three names only: v2's encoder input projection is
+``encoder.input_proj.i.conv`` / ``.norm`` (v1: ``.0`` / ``.1``), its query
+selection projection ``decoder.enc_output.proj`` / ``.norm`` (v1: ``.0`` /
+``.1``), and each v2 cross-attention has a ``num_points_scale`` buffer,
+renamed to the same buffer of
+:class:`~rtdetr_zoo.layers.MultiScaleDeformableAttentionV2` (which checks on
+load that it matches its ``num_points``).
 
 Every official tensor is accounted for: renamed to a key of our model
 (:data:`RENAMES`, then the special cases of
@@ -35,6 +44,8 @@ RENAMES = [
     # Hybrid encoder.
     (r'^encoder\.input_proj\.(\d+)\.0\.', r'neck.input_proj.\1.conv.'),
     (r'^encoder\.input_proj\.(\d+)\.1\.', r'neck.input_proj.\1.norm.'),
+    (r'^encoder\.input_proj\.(\d+)\.(conv|norm)\.',  # RT-DETRv2
+     r'neck.input_proj.\1.\2.'),
     (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.self_attn\.',
      r'neck.encoder.\1.encoder.layers.\2.self_attn.attn.'),
     (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.linear1\.',
@@ -61,6 +72,8 @@ RENAMES = [
     (r'^decoder\.query_pos_head\.', 'decoder.query_pos_head.'),
     (r'^decoder\.enc_output\.0\.', 'memory_trans_fc.'),
     (r'^decoder\.enc_output\.1\.', 'memory_trans_norm.'),
+    (r'^decoder\.enc_output\.proj\.', 'memory_trans_fc.'),  # RT-DETRv2
+    (r'^decoder\.enc_output\.norm\.', 'memory_trans_norm.'),  # RT-DETRv2
     (r'^decoder\.dec_score_head\.(\d+)\.', r'bbox_head.cls_branches.\1.'),
     (r'^decoder\.dec_bbox_head\.(\d+)\.layers\.(\d+)\.',
      lambda m: f'bbox_head.reg_branches.{m[1]}.{2 * int(m[2])}.'),
@@ -80,7 +93,7 @@ def rename_official_key(key):
 
 
 def convert_official_state_dict(official):
-    """Map an official RT-DETR state dict to ours.
+    """Map an official RT-DETR or RT-DETRv2 state dict to ours.
 
     Args:
         official (Mapping[str, Tensor]): The official model's state dict.
