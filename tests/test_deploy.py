@@ -8,6 +8,7 @@ import sys
 
 import mmcv
 import numpy as np
+import onnx
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,6 +91,33 @@ def test_export_matches_pytorch(family, tmp_path):
     assert stats['max_box_diff'] < 1e-4 and stats['max_score_diff'] < 1e-4
     if family == 'riformer_s12_deploy':
         assert any(name.startswith('backbone') for name in info['deployed'])
+
+
+@pytest.mark.parametrize('name, has_grid_sample', [
+    ('rtdetrv2_r18vd_120e_coco.py', True),
+    ('rtdetrv2_r18vd_dsp_3x_coco.py', False),
+])
+def test_rtdetrv2_export_matches_pytorch(name, has_grid_sample, tmp_path):
+    """RT-DETRv2 exports (its attention in plain PyTorch ops) and ONNX
+    Runtime reproduces ``model.predict``; with discrete sampling the graph
+    has no GridSample node (the official dsp models' point: runtimes
+    without grid_sample)."""
+    torch.manual_seed(0)
+    model = load_detector(osp.join(REPO_ROOT, 'configs', name), None, TINY)
+    shape = (96, 128)
+    out = str(tmp_path / 'model.onnx')
+    export_onnx(model, out, shape)
+    ops = {node.op_type for node in onnx.load(out).graph.node}
+    assert ('GridSample' in ops) == has_grid_sample
+    image = resized_image(*shape)
+    reference = torch_predict(model, image)
+    labels, boxes, scores = run_ort(create_ort_session(out),
+                                    bgr_to_onnx_input(image))
+    stats = compare_detections(reference, (labels[0], boxes[0], scores[0]),
+                               shape)
+    assert stats['ok'], stats
+    assert stats['num_checked'] >= 25
+    assert stats['max_box_diff'] < 1e-4 and stats['max_score_diff'] < 1e-4
 
 
 def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):

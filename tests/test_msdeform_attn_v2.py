@@ -139,11 +139,13 @@ def test_matches_the_pointwise_formula(method, num_points):
     attn = _randomised(MultiScaleDeformableAttentionV2(
         32, num_heads=4, num_levels=3, num_points=num_points,
         method=method, dropout=0.0)).eval()
-    inputs = _inputs()
-    with torch.no_grad():
-        torch.testing.assert_close(attn(**inputs),
-                                   _reference(attn, **inputs),
-                                   atol=1e-5, rtol=1e-5)
+    # Batch 1 too: its per-level sampling locations are strided views.
+    for batch in (1, 2):
+        inputs = _inputs(batch=batch)
+        with torch.no_grad():
+            torch.testing.assert_close(attn(**inputs),
+                                       _reference(attn, **inputs),
+                                       atol=1e-5, rtol=1e-5)
 
 
 def _one_pixel_reader(height, width):

@@ -205,7 +205,7 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
         # axis clamped to its own size.
         x = (locations[..., 0] * width + 0.5).floor().clamp(0, width - 1)
         y = (locations[..., 1] * height + 0.5).floor().clamp(0, height - 1)
-        index = (y * width + x).long().view(heads_batch, 1, -1)
+        index = (y * width + x).long().reshape(heads_batch, 1, -1)
         sampled = level_value.flatten(2).gather(
             2, index.expand(-1, head_dims, -1))
         return sampled.view(heads_batch, head_dims, num_query, num_points)
