@@ -1,4 +1,5 @@
-"""Convert an official RT-DETR (rtdetr_pytorch) checkpoint to rtdetr_zoo.
+"""Convert an official RT-DETR (rtdetr_pytorch) or RT-DETRv2
+(rtdetrv2_pytorch) checkpoint to rtdetr_zoo.
 
     python tools/model_converters/rtdetr_official_to_mmdet.py SRC DST
 

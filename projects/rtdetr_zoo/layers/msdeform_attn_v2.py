@@ -113,6 +113,9 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
             self.sampling_offsets.requires_grad_(False)
 
     def _points_per_level(self):
+        """Points of each level (mmcv's ``__init__`` calls
+        :meth:`init_weights` while ``num_points`` is still its one-level
+        total)."""
         if isinstance(self.num_points, int):  # inside mmcv's __init__
             return [self.num_points] * self.num_levels
         return self.num_points
