@@ -1,9 +1,16 @@
 """RT-DETR head on mmdet's DINOHead."""
 import torch
-
+import torch.distributed as dist
 from mmdet.models.dense_heads import DINOHead
-from mmdet.models.losses import QualityFocalLoss
+from mmdet.models.losses import GIoULoss, L1Loss, QualityFocalLoss
 from mmdet.registry import MODELS
+
+from ..layers.host_transfer import host_to_device
+from .batched_hungarian import BatchedHungarianMatcher, GroundTruth
+from .box_ops import box_iou_giou, cxcywh_to_xyxy
+
+# mmdet's ``weight_reduce_loss`` divides by ``avg_factor + eps``.
+AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 
 
 @MODELS.register_module()
@@ -23,6 +30,16 @@ class RTDETRHead(DINOHead):
     float32: class scores, box regression and refinement, and so the losses
     and the final boxes, keep float32 precision (a bf16 box coordinate
     near 640 px would be rounded to 4 px).
+
+    The losses are DINOHead's, computed for the whole batch at once as the
+    official RT-DETR criterion does: one Hungarian matching pass for every
+    decoder layer and the encoder top-k (:class:`BatchedHungarianMatcher`,
+    one device-to-host copy of the costs), then each loss over all layers
+    and images in one go, and the denoising part likewise. The loss dict
+    (``loss_cls``, ``d0.loss_bbox``, ``enc_loss_iou``, ``dn_loss_cls``,
+    ...) and its values are mmdet's; no per-image or per-layer loop runs on
+    the device. ``loss_bbox`` must be an ``L1Loss`` and ``loss_iou`` a
+    ``GIoULoss`` (their weights and eps are used).
     """
 
     def __init__(self, *args,
@@ -37,6 +54,15 @@ class RTDETRHead(DINOHead):
                 f'RTDETRHead needs an IoU-aware classification loss taking '
                 f'(labels, iou) targets such as RTDETRVarifocalLoss, got '
                 f'{type(self.loss_cls).__name__}')
+        for name, loss, kind in (('loss_bbox', self.loss_bbox, L1Loss),
+                                 ('loss_iou', self.loss_iou, GIoULoss)):
+            if not isinstance(loss, kind):
+                raise TypeError(
+                    f'RTDETRHead computes its losses for the whole batch at '
+                    f'once and needs {name} to be a {kind.__name__}, got '
+                    f'{type(loss).__name__}')
+        self.matcher = BatchedHungarianMatcher(self.assigner) \
+            if hasattr(self, 'assigner') else None
 
     def forward(self, hidden_states, references):
         """(n, B, Q, d) hidden states and n + 1 references (B, Q, 4) -> class
@@ -44,6 +70,154 @@ class RTDETRHead(DINOHead):
         with torch.autocast(hidden_states.device.type, enabled=False):
             return super().forward(hidden_states.float(),
                                    [ref.float() for ref in references])
+
+    def loss_by_feat(self, all_layers_cls_scores, all_layers_bbox_preds,
+                     enc_cls_scores, enc_bbox_preds, batch_gt_instances,
+                     batch_img_metas, dn_meta, batch_gt_instances_ignore=None):
+        """DINOHead's losses for the whole batch at once.
+
+        Args:
+            all_layers_cls_scores (Tensor): (n, B, D + Q, C) logits of the
+                n decoder layers, the D denoising queries first.
+            all_layers_bbox_preds (Tensor): (n, B, D + Q, 4) normalised
+                (cx, cy, w, h).
+            enc_cls_scores, enc_bbox_preds (Tensor, optional): (B, Q, C) and
+                (B, Q, 4) of the encoder's top-k queries.
+            batch_gt_instances (list[InstanceData]): ``bboxes`` (pixels,
+                xyxy) and ``labels`` per image.
+            batch_img_metas (list[dict]): ``img_shape`` per image.
+            dn_meta (dict, optional): ``num_denoising_queries`` and
+                ``num_denoising_groups``.
+
+        Returns:
+            dict[str, Tensor]: mmdet's DINO loss dict.
+        """
+        if batch_gt_instances_ignore is not None:
+            raise ValueError('RTDETRHead does not support ignored boxes')
+        if self.matcher is None:
+            raise RuntimeError('RTDETRHead.loss needs train_cfg.assigner')
+        gt = GroundTruth.from_instances(batch_gt_instances, batch_img_metas)
+        (match_cls, match_boxes, dn_cls, dn_boxes) = self.split_outputs(
+            all_layers_cls_scores, all_layers_bbox_preds, dn_meta)
+        num_layers = match_cls.size(0)
+        if enc_cls_scores is not None:
+            match_cls = torch.cat([match_cls, enc_cls_scores[None]])
+            match_boxes = torch.cat([match_boxes, enc_bbox_preds[None]])
+        num_images, num_queries = match_cls.shape[1:3]
+        query_index, gt_index = self.matcher(match_cls, match_boxes, gt)
+        num_pos = query_index.size(1)
+        sums = [self._loss_sums(match_cls, match_boxes, query_index,
+                                gt_index, gt)]
+        # (positive, negative) counts of the matching part, then of the
+        # denoising part (if any).
+        counts = [num_pos, num_images * num_queries - num_pos]
+        if dn_cls is not None:
+            query_index, gt_index = self._denoising_targets(
+                gt, dn_meta, match_cls.device)
+            num_dn_pos = query_index.numel()
+            query_index = query_index.expand(dn_cls.size(0), -1)
+            gt_index = gt_index.expand(dn_cls.size(0), -1)
+            sums.append(self._loss_sums(dn_cls, dn_boxes, query_index,
+                                        gt_index, gt))
+            counts += [num_dn_pos, num_dn_pos]
+        factors = self._avg_factors(counts, match_cls.device)
+
+        loss_dict = {}
+        for part, (loss_cls, loss_bbox, loss_iou) in enumerate(sums):
+            cls_factor, box_factor = factors[2 * part:2 * part + 2]
+            prefix = 'dn_' if part else ''
+            # mmdet's order: the last layer, the others, the encoder.
+            order = [num_layers - 1] + list(range(num_layers - 1)) + list(
+                range(num_layers, loss_cls.size(0)))
+            for layer in order:
+                if layer == num_layers:
+                    name = f'enc_{prefix}loss'
+                elif layer == num_layers - 1:
+                    name = f'{prefix}loss'
+                else:
+                    name = f'd{layer}.{prefix}loss'
+                loss_dict[f'{name}_cls'] = loss_cls[layer] / cls_factor
+                loss_dict[f'{name}_bbox'] = loss_bbox[layer] / box_factor
+                loss_dict[f'{name}_iou'] = loss_iou[layer] / box_factor
+        return loss_dict
+
+    def _loss_sums(self, cls_scores, bbox_preds, query_index, gt_index, gt):
+        """Per-layer sums of the weighted classification, L1 and GIoU losses
+        of matched predictions.
+
+        Args:
+            cls_scores (Tensor): (L, B, Q, C) logits.
+            bbox_preds (Tensor): (L, B, Q, 4) normalised (cx, cy, w, h).
+            query_index (Tensor): (L, M) matched queries in the flattened
+                (B * Q) queries of each layer.
+            gt_index (Tensor): (L, M) their ground truth in ``gt``.
+            gt (GroundTruth): the batch's ground truth.
+
+        Returns:
+            tuple[Tensor, Tensor, Tensor]: three (L,) sums.
+        """
+        num_layers, num_classes = cls_scores.size(0), cls_scores.size(-1)
+        cls_scores = cls_scores.flatten(1, 2)
+        bbox_preds = bbox_preds.flatten(1, 2)
+        matched = bbox_preds.gather(
+            1, query_index[..., None].expand(-1, -1, 4))
+        targets = gt.normalized_cxcywh[gt_index]
+        factors = gt.factors[gt_index]
+        # IoU-aware targets of the classification loss and the GIoU loss,
+        # both on boxes in pixels as mmdet computes the GIoU loss.
+        iou, giou = box_iou_giou(
+            cxcywh_to_xyxy(matched) * factors,
+            cxcywh_to_xyxy(targets) * factors, eps=self.loss_iou.eps)
+        labels = query_index.new_full(cls_scores.shape[:2], num_classes)
+        labels.scatter_(1, query_index, gt.labels[gt_index])
+        scores = cls_scores.new_zeros(cls_scores.shape[:2]).scatter_(
+            1, query_index, iou.detach())
+        loss_cls = self.loss_cls(
+            cls_scores.flatten(0, 1), (labels.flatten(), scores.flatten()),
+            reduction_override='none').view(num_layers, -1).sum(1)
+        loss_bbox = self.loss_bbox.loss_weight * (
+            matched - targets).abs().sum((1, 2))
+        loss_iou = self.loss_iou.loss_weight * (1 - giou).sum(1)
+        return loss_cls, loss_bbox, loss_iou
+
+    @staticmethod
+    def _denoising_targets(gt, dn_meta, device):
+        """(1, P) denoising queries with a positive target (in the flattened
+        (B * D) queries) and their ground truth: in image b, group g, the
+        t-th ground truth is query ``b * D + g * D / groups + t``
+        (mmdet's layout)."""
+        num_groups = dn_meta['num_denoising_groups']
+        num_queries = dn_meta['num_denoising_queries']
+        group_size = num_queries // num_groups
+        query_index, gt_index = [], []
+        for image, (offset, count) in enumerate(zip(gt.offsets, gt.counts)):
+            for group in range(num_groups):
+                start = image * num_queries + group * group_size
+                query_index += range(start, start + count)
+                gt_index += range(offset, offset + count)
+        index = host_to_device(
+            torch.tensor([query_index, gt_index], dtype=torch.long), device)
+        return index[:1], index[1:]
+
+    def _avg_factors(self, counts, device):
+        """Normalisers of the (classification, box) losses of each part from
+        its (positive, negative) counts, as DINOHead computes them:
+        averaged over ranks (the classification one if
+        ``sync_cls_avg_factor``) and at least 1. One all-reduce and one
+        device-to-host copy in distributed training; plain Python
+        otherwise."""
+        factors = []
+        for num_pos, num_neg in zip(counts[::2], counts[1::2]):
+            factors += [num_pos + num_neg * self.bg_cls_weight, num_pos]
+        if dist.is_available() and dist.is_initialized() and \
+                dist.get_world_size() > 1:
+            synced = torch.tensor(factors, dtype=torch.float32,
+                                  device=device)
+            dist.all_reduce(synced.div_(dist.get_world_size()))
+            synced = synced.tolist()
+            factors = [synced[i] if i % 2 or self.sync_cls_avg_factor
+                       else factors[i] for i in range(len(factors))]
+        return [max(factor, 1) + AVG_FACTOR_EPS for factor in factors]
 
     def _predict_by_feat_single(self, cls_score, bbox_pred, img_meta,
                                 rescale=True):

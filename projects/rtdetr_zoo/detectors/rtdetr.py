@@ -12,6 +12,8 @@ from mmdet.registry import MODELS
 from ..deploy.official_converter import convert_official_state_dict
 from ..engine.checkpoint import extract_state_dict
 from ..layers import RTDETRTransformerDecoder, conv_bn
+from ..layers.denoising import BatchedCdnQueryGenerator
+from ..layers.folded_conv_bn import FoldedConvBNForward
 from ..layers.rtdetr_decoder import fp32_branch
 
 # Keys only an official RT-DETR (lyuwenyu/RT-DETR, rtdetr_pytorch) state
@@ -76,8 +78,10 @@ class RTDETR(DINO):
     transformer encoder of its own) -> per-level 1x1 conv + BN input
     projection -> flattened memory (B, N, d) -> IoU-aware query selection
     (top-k encoder scores over RT-DETR's fixed anchors; content queries are
-    the detached top-k memory) plus contrastive denoising queries (mmdet's
-    ``CdnQueryGenerator``) -> :class:`RTDETRTransformerDecoder` -> the head.
+    the detached top-k memory) plus contrastive denoising queries
+    (:class:`BatchedCdnQueryGenerator`: mmdet's ``CdnQueryGenerator`` for
+    the whole batch at once) -> :class:`RTDETRTransformerDecoder` -> the
+    head.
 
     Like the official implementation the model attends over the whole padded
     batch canvas without padding masks, so boxes are normalised by the
@@ -94,8 +98,8 @@ class RTDETR(DINO):
             per level. Defaults to 0.05.
         anchor_eps (float): Anchors closer than this to the border are
             invalid (their memory is zeroed, their box is +inf).
-        dn_cfg (dict): ``CdnQueryGenerator`` config (noise scales, number of
-            denoising queries).
+        dn_cfg (dict): :class:`BatchedCdnQueryGenerator` config (noise
+            scales, ``box_logit_eps``, number of denoising queries).
         channels_last (bool): Keep the convolutional part (backbone, neck,
             input projection) in ``torch.channels_last``: its 4-D weights
             from construction on, and the images from :meth:`extract_feat`
@@ -105,22 +109,40 @@ class RTDETR(DINO):
         efficient_conv_bn_eval (bool): Where a conv + BatchNorm pair
             (mmcv ``ConvModule``) runs with the BatchNorm in eval mode
             (inference, frozen stages, ``norm_eval``), fold the BatchNorm
-            into the conv weights on the fly (mmcv's "efficient conv-BN
-            eval", Huang et al. 2023): one pass over the feature map instead
-            of two, the same function. Defaults to True.
+            into the conv weights (mmcv's "efficient conv-BN eval", Huang
+            et al. 2023): one pass over the feature map instead of two, the
+            same function. Folded once and reused while the weights are
+            unchanged where no gradient flows through them (inference),
+            on the fly where one does (:class:`FoldedConvBNForward`).
+            Defaults to True.
     """
 
     def __init__(self, *args, decoder, num_queries=300, num_feature_levels=3,
                  in_channels=None, anchor_grid_size=0.05, anchor_eps=1e-2,
-                 channels_last=True, efficient_conv_bn_eval=True, **kwargs):
+                 channels_last=True, efficient_conv_bn_eval=True, dn_cfg=None,
+                 **kwargs):
         self.proj_in_channels = in_channels
         self.anchor_grid_size = anchor_grid_size
         self.anchor_eps = anchor_eps
         self._anchor_cache = {}
-        super().__init__(
+        # DINO's constructor, with the batched denoising generator instead
+        # of mmdet's.
+        super(DINO, self).__init__(
             *args, decoder=decoder, num_queries=num_queries,
             num_feature_levels=num_feature_levels, with_box_refine=True,
             as_two_stage=True, **kwargs)
+        if dn_cfg is None:
+            raise ValueError('RTDETR needs dn_cfg (its denoising queries)')
+        for key in ('num_classes', 'embed_dims', 'num_matching_queries'):
+            if key in dn_cfg:
+                raise ValueError(
+                    f'dn_cfg.{key} is set by the detector (bbox_head.'
+                    f'num_classes, the decoder width, num_queries); remove '
+                    f'it from the config')
+        self.dn_query_generator = BatchedCdnQueryGenerator(
+            num_classes=self.bbox_head.num_classes,
+            embed_dims=self.embed_dims, num_matching_queries=num_queries,
+            **dn_cfg)
         self.channels_last = channels_last
         self.efficient_conv_bn_eval = efficient_conv_bn_eval
         self._set_efficient_conv_bn_eval(efficient_conv_bn_eval)
@@ -142,6 +164,21 @@ class RTDETR(DINO):
             for module in part.modules():
                 if isinstance(module, ConvModule) and module.with_norm:
                     module.turn_on_efficient_conv_bn_eval(enabled)
+                    if module.efficient_conv_bn_eval_forward is not None:
+                        module.efficient_conv_bn_eval_forward = \
+                            FoldedConvBNForward()
+
+    def train(self, mode=True):
+        """Also drops the conv-BN weights folded for inference when
+        training starts (they are folded again at the next inference)."""
+        super().train(mode)
+        if mode:
+            for module in self.modules():
+                forward = getattr(module, 'efficient_conv_bn_eval_forward',
+                                  None)
+                if isinstance(forward, FoldedConvBNForward):
+                    forward.clear()
+        return self
 
     def switch_to_deploy(self):
         """Before export (:func:`rtdetr_zoo.deploy.switch_to_deploy`): plain

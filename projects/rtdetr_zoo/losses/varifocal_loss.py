@@ -1,4 +1,5 @@
 """RT-DETR's IoU-aware varifocal loss."""
+import torch
 import torch.nn.functional as F
 
 from mmdet.models.losses import QualityFocalLoss
@@ -49,9 +50,10 @@ class RTDETRVarifocalLoss(QualityFocalLoss):
             raise TypeError(
                 'RTDETRVarifocalLoss expects target=(labels, iou_scores)')
         labels, scores = target
-        num_classes = pred.size(-1)
-        onehot = F.one_hot(labels, num_classes + 1)[:, :num_classes]
-        onehot = onehot.to(pred.dtype)
+        # One-hot of the labels, background (C) all zeros; a comparison, not
+        # F.one_hot, which reads the labels' min and max on the host.
+        onehot = (labels[:, None] == torch.arange(
+            pred.size(-1), device=labels.device)).to(pred.dtype)
         target_score = onehot * scores.to(pred.dtype)[:, None]
         pred_score = pred.sigmoid().detach()
         focal_weight = (self.alpha * pred_score.pow(self.gamma) *
