@@ -146,7 +146,8 @@ def accelerator_available():
 class CPUCapableAmpOptimWrapper(AmpOptimWrapper):
     """mmengine's :class:`~mmengine.optim.AmpOptimWrapper`, also on a CPU.
 
-    With an accelerator it is mmengine's wrapper unchanged. Without one
+    With an accelerator it is mmengine's wrapper (in bfloat16,
+    ``dtype='bfloat16'``, without loss scaling). Without one
     (where mmengine's constructor refuses to start) it trains under
     ``torch.autocast('cpu', dtype=torch.bfloat16)`` through the same
     ``optim_context`` (mmengine's ``autocast``), with a disabled gradient
@@ -168,6 +169,11 @@ class CPUCapableAmpOptimWrapper(AmpOptimWrapper):
         if accelerator_available():
             super().__init__(loss_scale=loss_scale, dtype=dtype,
                              use_fsdp=use_fsdp, **kwargs)
+            if self.cast_dtype == torch.bfloat16:
+                # No loss scaling in bfloat16 (float32's exponent range):
+                # a scaler would only add its per-step overflow check, a
+                # device-to-host read.
+                self.loss_scaler = torch.amp.GradScaler(enabled=False)
             return
         if dtype not in (None, 'bfloat16', torch.bfloat16):
             raise ValueError(

@@ -21,7 +21,9 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
     CUDA/MLU tensors, key padding masks, 2-d reference points,
     ``batch_first=False`` and ONNX export go to mmcv's implementation (so
     an exported graph has the nodes the INT8 quantizer's scopes were chosen
-    on: docs/deploy.md).
+    on: docs/deploy.md). mmcv's CUDA kernel has float32 and float16 only:
+    in bfloat16 (inputs or autocast) that path runs in float32 and casts
+    its output back (:meth:`mmcv_forward`).
 
     Shapes: ``query`` (B, Q, C), ``value`` (B, N, C) with N the sum of the
     levels' H * W, ``reference_points`` (B, Q, L, 4) normalised
@@ -38,7 +40,7 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
                 or key_padding_mask is not None
                 or reference_points.shape[-1] != 4
                 or torch.onnx.is_in_onnx_export()):
-            return super().forward(
+            return self.mmcv_forward(
                 query, key, value, identity, query_pos, key_padding_mask,
                 reference_points, spatial_shapes, level_start_index,
                 **kwargs)
@@ -84,3 +86,22 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         output = self.output_proj(
             output.view(batch, self.embed_dims, num_query).transpose(1, 2))
         return self.dropout(output) + identity
+
+    def mmcv_forward(self, query, *args, **kwargs):
+        """mmcv's forward (same arguments), in float32 where it would run in
+        bfloat16: mmcv's ``ms_deform_attn_forward_cuda`` is not implemented
+        for bfloat16. The output has the dtype the block produces on the
+        other paths (bfloat16 output projection plus the residual
+        ``query``)."""
+        device_type = query.device.type
+        bf16_autocast = torch.is_autocast_enabled(device_type) and \
+            torch.get_autocast_dtype(device_type) == torch.bfloat16
+        tensors = [query] + [a for a in args if torch.is_tensor(a)]
+        if not bf16_autocast and all(t.dtype != torch.bfloat16
+                                     for t in tensors):
+            return super().forward(query, *args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
+            output = super().forward(*[
+                a.float() if torch.is_tensor(a) and a.is_floating_point()
+                else a for a in (query, ) + args], **kwargs)
+        return output.to(torch.promote_types(torch.bfloat16, query.dtype))
