@@ -33,6 +33,16 @@ float32:
 ``--profile`` prints a ``torch.profiler`` table of one run (sorted by self
 CPU time) and the number of Python function calls instead of timing.
 
+``--count-ops`` counts the host-side work of one run instead of timing it:
+aten calls (each at least one kernel launch on a GPU; views excluded) and
+synchronisation points (``nonzero``, ``.item()``), the GPU time's driver at
+real-time model sizes, exact and load-independent on a CPU. With
+``--compare REV`` both trees are counted, with the operators that changed
+most (docs/performance.md, "GPU"):
+
+    python tools/analysis/benchmark.py configs/rtdetr_r18vd_coco.py \
+        --mode train --batch 16 --shape 320 --count-ops --compare 3b3742a
+
 The model is built from the config (random weights; ``init_cfg`` checkpoints
 are not loaded), put in eval mode and run on the CPU under ``torch.no_grad``:
 ``--part backbone`` times ``model.backbone(images)``, ``--part detector``
@@ -69,7 +79,7 @@ from mmengine.logging import MMLogger
 
 from rtdetr_zoo.analysis import BACKENDS, benchmark, input_shape
 from rtdetr_zoo.analysis.benchmark import (benchmark_onnx, compare_revisions,
-                                           profile_step)
+                                           count_ops, profile_step)
 from rtdetr_zoo.analysis.timed_step import MODES, PARTS
 
 
@@ -110,6 +120,9 @@ def parse_args():
                         'eager float32)')
     parser.add_argument('--profile', action='store_true',
                         help='print a torch.profiler table of one run')
+    parser.add_argument('--count-ops', action='store_true',
+                        help='count the aten calls and syncs of one run '
+                        '(with --compare REV: of both trees)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     args = parser.parse_args()
@@ -134,9 +147,13 @@ def parse_args():
     if args.baseline_fp32 and not args.compare:
         parser.error('--baseline-fp32 goes with --compare REV')
     if args.backend != 'pytorch' and (args.mode == 'train' or args.bf16
-                                      or args.channels_last or args.profile):
-        parser.error('--mode train, --bf16, --channels-last and --profile '
-                     'are for --backend pytorch')
+                                      or args.channels_last or args.profile
+                                      or args.count_ops):
+        parser.error('--mode train, --bf16, --channels-last, --profile and '
+                     '--count-ops are for --backend pytorch')
+    if args.count_ops and (args.profile or args.baseline_fp32):
+        parser.error('--count-ops goes without --profile and '
+                     '--baseline-fp32')
     return args
 
 
@@ -153,7 +170,12 @@ def main():
                 shape=input_shape(args.shape), bf16=args.bf16,
                 channels_last=args.channels_last,
                 cfg_options=args.cfg_options, backend=args.backend)
-    if args.profile:
+    if args.count_ops:
+        try:
+            count_ops(args.config, logger, rev=args.compare, **step)
+        except (ValueError, FileNotFoundError) as error:
+            raise SystemExit(f'error: {error}')
+    elif args.profile:
         profile_step(args.config, logger, **step)
     elif args.compare:
         try:

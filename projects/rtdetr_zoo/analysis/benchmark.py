@@ -36,6 +36,7 @@ machine load affects every graph alike.
 process; :func:`profile_step` prints a ``torch.profiler`` table of one unit
 of work.
 """
+import contextlib
 import json
 import os
 import os.path as osp
@@ -53,7 +54,7 @@ from ..deploy import create_ort_session, graph_input_shape
 from . import timed_step
 from .timed_step import (PARTS, PROTOCOL_PREFIX,  # noqa: F401
                          OnnxRuntimeRunner, PeakRSS, TimedStep, build_model,
-                         make_inputs)
+                         count_host_work, make_inputs)
 
 
 def input_shape(shape):
@@ -337,6 +338,51 @@ def _worker_args(step_kwargs, threads):
     return args
 
 
+@contextlib.contextmanager
+def revision_workers(config, rev, worker_args, logger, repo=None,
+                     threads=None):
+    """:mod:`timed_step` worker processes for the working tree and for git
+    revision ``rev`` (checked out in a temporary ``git worktree``, removed
+    afterwards), each importing the ``rtdetr_zoo`` of its tree and building
+    ``config`` (a path relative to the repository root) from that tree.
+
+    Args:
+        worker_args (dict): ``'working tree'`` and ``rev`` -> the worker's
+            command-line arguments (:func:`_worker_args`).
+
+    Yields:
+        dict: ``'working tree'`` and ``rev`` -> the ready worker process.
+    """
+    repo = repo or osp.dirname(osp.dirname(osp.dirname(
+        osp.dirname(osp.abspath(__file__)))))
+    if osp.isabs(config):
+        config = osp.relpath(config, repo)
+    if not osp.isfile(osp.join(repo, config)):
+        raise FileNotFoundError(f'config file not found: {config}')
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = osp.join(tmp, 'rev')
+        commit = git_worktree(repo, rev, tree)
+        logger.info(f'{rev} ({commit[:10]}) checked out in {tree}')
+        workers = {}
+        try:
+            for name, root in (('working tree', repo), (rev, tree)):
+                if not osp.isfile(osp.join(root, config)):
+                    raise FileNotFoundError(
+                        f'config {config} does not exist at {name}')
+                workers[name] = _spawn_worker(root, config,
+                                              worker_args[name], threads)
+                logger.info(f'{name}: {workers[name].params:,} params')
+            yield workers
+        finally:
+            for proc in workers.values():
+                if proc.poll() is None:
+                    proc.stdin.write('quit\n')
+                    proc.stdin.close()
+                    proc.wait()
+            subprocess.run(['git', '-C', repo, 'worktree', 'remove',
+                            '--force', tree], capture_output=True)
+
+
 def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
                       threads=None, baseline_kwargs=None, **step_kwargs):
     """Time ``config``'s model with the package of the working tree and of
@@ -370,47 +416,22 @@ def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
         (``peak_rss_growth_mib`` ...), plus ``speedup`` (``rev``'s median /
         the working tree's median).
     """
-    repo = repo or osp.dirname(osp.dirname(osp.dirname(
-        osp.dirname(osp.abspath(__file__)))))
-    if osp.isabs(config):
-        config = osp.relpath(config, repo)
-    if not osp.isfile(osp.join(repo, config)):
-        raise FileNotFoundError(f'config file not found: {config}')
     worker_args = {
         'working tree': _worker_args(step_kwargs, threads),
         rev: _worker_args(dict(step_kwargs, **(baseline_kwargs or {})),
                           threads)
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = osp.join(tmp, 'rev')
-        commit = git_worktree(repo, rev, tree)
-        logger.info(f'{rev} ({commit[:10]}) checked out in {tree}')
-        workers = {}
-        try:
-            for name, root in (('working tree', repo), (rev, tree)):
-                if not osp.isfile(osp.join(root, config)):
-                    raise FileNotFoundError(
-                        f'config {config} does not exist at {name}')
-                workers[name] = _spawn_worker(root, config,
-                                              worker_args[name], threads)
-                logger.info(f'{name}: {workers[name].params:,} params')
-            # The workers time themselves (no pipe overhead in the figure).
-            times = time_alternately(
-                {name: lambda proc=proc: _ask(proc, 'run')['seconds']
-                 for name, proc in workers.items()}, warmup, iters, logger)
-            results = {}
-            for name, proc in workers.items():
-                results[name] = dict(
-                    latency_stats(times[name], step_kwargs.get('batch', 1)),
-                    params=proc.params, **_ask(proc, 'memory'))
-        finally:
-            for proc in workers.values():
-                if proc.poll() is None:
-                    proc.stdin.write('quit\n')
-                    proc.stdin.close()
-                    proc.wait()
-            subprocess.run(['git', '-C', repo, 'worktree', 'remove',
-                            '--force', tree], capture_output=True)
+    with revision_workers(config, rev, worker_args, logger, repo,
+                          threads) as workers:
+        # The workers time themselves (no pipe overhead in the figure).
+        times = time_alternately(
+            {name: lambda proc=proc: _ask(proc, 'run')['seconds']
+             for name, proc in workers.items()}, warmup, iters, logger)
+        results = {}
+        for name, proc in workers.items():
+            results[name] = dict(
+                latency_stats(times[name], step_kwargs.get('batch', 1)),
+                params=proc.params, **_ask(proc, 'memory'))
     results['speedup'] = (results[rev]['median_ms'] /
                           results['working tree']['median_ms'])
     for name in (rev, 'working tree'):
@@ -421,6 +442,61 @@ def compare_revisions(config, rev, logger, repo=None, warmup=3, iters=10,
     logger.info(f'speed-up of the working tree over {rev}: '
                 f'{results["speedup"]:.3f}x (ratio of medians, {iters} '
                 f'alternating runs each)')
+    return results
+
+
+def count_ops(config, logger, rev=None, repo=None, top=12, **step_kwargs):
+    """Host-side work of one unit of work of ``config``'s model: aten calls
+    and synchronisation points (:func:`~rtdetr_zoo.analysis.timed_step.
+    count_host_work`, the measure of ``../shared/gpu/opcount.py``), the GPU
+    time's driver at real-time model sizes, counted on the CPU.
+
+    With ``rev``, the same unit of work of git revision ``rev`` is counted
+    too (a worker process on a temporary ``git worktree``, as
+    :func:`compare_revisions` does), with the ratio and the operators whose
+    counts changed most.
+
+    Args:
+        config (str): Config file (relative to the repository root with
+            ``rev``).
+        logger (logging.Logger): Where the counts go.
+        rev (str, optional): Git revision to compare with.
+        top (int): Operators listed.
+        **step_kwargs: of :class:`~rtdetr_zoo.analysis.timed_step.TimedStep`
+            (``mode``, ``batch``, ``shape``, ...).
+
+    Returns:
+        dict: per tree (``'working tree'`` and ``rev``), the counts of
+        :func:`count_host_work`.
+    """
+    if rev is None:
+        results = {'working tree': count_host_work(
+            TimedStep(config, **step_kwargs))}
+    else:
+        worker_args = _worker_args(step_kwargs, None)
+        with revision_workers(config, rev, {'working tree': worker_args,
+                                            rev: worker_args},
+                              logger, repo) as workers:
+            results = {name: _ask(proc, 'count')
+                       for name, proc in workers.items()}
+    setting = ', '.join(f'{k}={v}' for k, v in step_kwargs.items()
+                        if v not in (None, False))
+    for name, counts in results.items():
+        logger.info(f'{name} [{setting}]: {counts["aten_calls"]:,} aten '
+                    f'calls, {counts["syncs"]} syncs')
+    if rev is not None:
+        new, old = results['working tree'], results[rev]
+        logger.info(f'aten calls: working tree / {rev} = '
+                    f'{new["aten_calls"] / old["aten_calls"]:.2f}; '
+                    f'syncs {old["syncs"]} -> {new["syncs"]}')
+        changes = sorted(set(new['ops']) | set(old['ops']), key=lambda op: -abs(
+            new['ops'].get(op, 0) - old['ops'].get(op, 0)))[:top]
+        for op in changes:
+            logger.info(f'    {op:34s} {rev} {old["ops"].get(op, 0):6d}  '
+                        f'working tree {new["ops"].get(op, 0):6d}')
+    else:
+        for op, calls in list(results['working tree']['ops'].items())[:top]:
+            logger.info(f'    {op:34s} {calls:6d}')
     return results
 
 

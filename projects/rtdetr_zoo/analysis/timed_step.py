@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 
 import psutil
 import torch
@@ -49,6 +50,48 @@ BACKENDS = ('pytorch', 'onnxruntime')
 # Lines of the worker protocol start with this (mmengine logs go to stdout
 # too).
 PROTOCOL_PREFIX = '@@timed_step '
+
+# Host-work counting (:func:`count_host_work`), as ../shared/gpu/opcount.py
+# counts: aten operators that move no data (views, metadata) launch no
+# kernel on a GPU and are not counted; these two read a device value on the
+# host, which waits for the GPU to finish all queued work.
+NOT_COUNTED = frozenset({
+    'aten::view', 'aten::reshape', 'aten::as_strided', 'aten::empty',
+    'aten::t', 'aten::transpose', 'aten::permute', 'aten::expand',
+    'aten::slice', 'aten::select', 'aten::unsqueeze', 'aten::squeeze',
+    'aten::detach', 'aten::alias', 'aten::_unsafe_view',
+    'aten::empty_strided', 'aten::resolve_conj', 'aten::resolve_neg',
+    'aten::lift_fresh', 'aten::result_type', 'aten::is_nonzero',
+    'aten::item', 'aten::size', 'aten::stride', 'aten::contiguous',
+    'aten::flatten', 'aten::split', 'aten::unbind', 'aten::chunk',
+    'aten::narrow', 'aten::unflatten', 'aten::_reshape_alias',
+    'aten::view_as', 'aten::numpy_T', 'aten::empty_like'})
+SYNC_OPS = frozenset({'aten::nonzero', 'aten::_local_scalar_dense'})
+
+
+def count_host_work(call):
+    """The host-side work of one ``call()`` (after one untimed warm-up call):
+    the aten operators it runs, each at least one kernel launch on a GPU
+    (views and metadata-only operators excluded, nested operators counted
+    too), and its synchronisation points (``nonzero``, and
+    ``_local_scalar_dense``: ``.item()``, ``.tolist()``, ``bool()`` of a
+    tensor), each a stall of the host until the GPU is idle. On a CPU these
+    counts are exact and independent of the machine's load: the GPU's cost
+    driver at real-time model sizes, counted without a GPU.
+
+    Returns:
+        dict: ``aten_calls`` (int), ``syncs`` (int) and ``ops`` (dict of
+        operator name -> calls, syncs included, most frequent first).
+    """
+    from torch.profiler import ProfilerActivity, profile
+    call()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    names = [e.name for e in prof.events() if e.name.startswith('aten::')]
+    ops = Counter(n for n in names if n not in NOT_COUNTED)
+    syncs = sum(ops[name] for name in SYNC_OPS)
+    return dict(aten_calls=sum(ops.values()) - ops['aten::_local_scalar_dense'],
+                syncs=syncs, ops=dict(ops.most_common()))
 
 
 def build_model(config, part, cfg_options=None):
@@ -249,7 +292,8 @@ def serve(step):
 
     ``run`` -> ``{"seconds": ...}`` (one timed call of ``step``);
     ``memory`` -> ``{"peak_rss_growth_mib", "baseline_rss_mib",
-    "max_rss_mib"}`` over all runs so far; ``quit`` -> exit.
+    "max_rss_mib"}`` over all runs so far; ``count`` -> the host work of one
+    call (:func:`count_host_work`); ``quit`` -> exit.
     """
     baseline = psutil.Process().memory_info().rss
     reply(ready=True, params=step.params,
@@ -266,6 +310,8 @@ def serve(step):
                       baseline_rss_mib=baseline / 2**20,
                       max_rss_mib=resource.getrusage(
                           resource.RUSAGE_SELF).ru_maxrss / 1024)
+            elif command == 'count':
+                reply(**count_host_work(step))
             elif command == 'quit':
                 break
             else:
