@@ -27,8 +27,14 @@ from mmdet.registry import DATASETS
 
 from .utils import CONFIG_DIR, build_detector_from_config, load_config
 
+# RT-DETRv2 configs are RT-DETR configs with another decoder
+# cross-attention (tests/test_configs.py): its two sampling methods are
+# checked on R18-vd.
 CONFIGS = sorted(osp.basename(p)
-                 for p in glob.glob(osp.join(CONFIG_DIR, 'rtdetr_*.py')))
+                 for p in glob.glob(osp.join(CONFIG_DIR, 'rtdetr_*.py'))) + [
+                     'rtdetrv2_r18vd_120e_coco.py',
+                     'rtdetrv2_r18vd_dsp_3x_coco.py'
+                 ]
 # Small real images keep the largest backbones quick on a CPU; the
 # multi-scale batch resize is off for the same reason.
 IMAGE_SIZE = (160, 160)
