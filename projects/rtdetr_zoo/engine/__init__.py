@@ -6,7 +6,7 @@ from .checkpoint import (CHECKPOINT_SAFE_GLOBALS,  # noqa: F401
 from .distributed import (CPUDistributedDataParallel,  # noqa: F401
                           setup_cpu_distributed)
 from .hooks import (DatasetCheckHook, NonFiniteLossHook,  # noqa: F401
-                    RandomStateHook)
+                    RandomStateHook, StopAugmentationHook)
 from .optim_wrapper import (CPUCapableAmpOptimWrapper,  # noqa: F401
                             NonFiniteGuardAmpOptimWrapper,
                             NonFiniteGuardMixin, NonFiniteGuardOptimWrapper,

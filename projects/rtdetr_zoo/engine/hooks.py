@@ -1,5 +1,6 @@
-"""Hooks for robust training: start-up checks, non-finite loss reports and
-random states saved with checkpoints for exact resumption."""
+"""Hooks for robust training (start-up checks, non-finite loss reports and
+random states saved with checkpoints for exact resumption) and RT-DETRv2's
+stop epoch."""
 import logging
 import math
 import random
@@ -11,6 +12,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, IterBasedTrainLoop
 
+from mmdet.engine.hooks import PipelineSwitchHook
 from mmdet.registry import HOOKS
 
 
@@ -194,3 +196,68 @@ class RandomStateHook(Hook):
             set_random_state(state)
         print_log('Random states restored from the checkpoint',
                   logger='current')
+
+
+# The strong augmentations RT-DETRv2 stops near the end of training (the
+# official policy's 'RandomPhotometricDistort', 'RandomZoomOut' and
+# 'RandomIoUCrop', by their mmdet names).
+STOPPED_AUGMENTATIONS = ('PhotoMetricDistortion', 'Expand', 'MinIoURandomCrop')
+
+
+@HOOKS.register_module()
+class StopAugmentationHook(PipelineSwitchHook):
+    """RT-DETRv2's "stop epoch" (Lv et al., arXiv 2407.17140, bag of
+    freebies): from epoch ``stop_epoch`` on (0-based, as the official
+    policy counts: 117 of 120 trains the last 3 epochs without them) the
+    training pipeline runs without the transforms named in ``transforms``
+    (by type; a ``RandomApply`` wrapping only such transforms goes too) and,
+    with ``batch_augments``, the data pre-processor's batch augments (the
+    multi-scale resize) stop.
+
+    mmdet's ``PipelineSwitchHook`` does the switch (and restarts persistent
+    data-loader workers); the new pipeline is the dataset's own with those
+    transforms left out, so the hook needs no copy of the pipeline config.
+    A resumed run past ``stop_epoch`` switches at its first epoch.
+
+    Args:
+        stop_epoch (int): First epoch (0-based) without the augmentations.
+        transforms (Sequence[str]): Transform types to stop.
+        batch_augments (bool): Also stop the batch augments.
+    """
+
+    def __init__(self, stop_epoch, transforms=STOPPED_AUGMENTATIONS,
+                 batch_augments=True):
+        super().__init__(switch_epoch=stop_epoch, switch_pipeline=None)
+        self.transforms = tuple(transforms)
+        self.batch_augments = batch_augments
+
+    def _stopped(self, transform):
+        inner = getattr(getattr(transform, 'transforms', None), 'transforms',
+                        None)
+        if type(transform).__name__ == 'RandomApply' and inner:
+            return all(self._stopped(t) for t in inner)
+        return type(transform).__name__ in self.transforms
+
+    def before_train_epoch(self, runner):
+        if runner.epoch >= self.switch_epoch and not self._has_switched:
+            dataset = runner.train_dataloader.dataset
+            pipeline = getattr(dataset, 'pipeline', None)
+            if pipeline is None:
+                raise TypeError(
+                    f'StopAugmentationHook switches the training pipeline, '
+                    f'but the training dataset ({type(dataset).__name__}) '
+                    f'has no `pipeline`')
+            self.switch_pipeline = [
+                t for t in pipeline.transforms if not self._stopped(t)]
+            removed = [type(t).__name__ for t in pipeline.transforms
+                       if self._stopped(t)]
+            message = (f'epoch {runner.epoch + 1}: augmentations stopped '
+                       f'(stop_epoch={self.switch_epoch}): '
+                       f'{removed or "none of " + str(list(self.transforms))}')
+            preprocessor = _unwrap(runner.model).data_preprocessor
+            if self.batch_augments and getattr(
+                    preprocessor, 'batch_augments', None) is not None:
+                preprocessor.batch_augments = None
+                message += ', batch augments (multi-scale resize)'
+            runner.logger.info(message)
+        super().before_train_epoch(runner)
