@@ -1,4 +1,6 @@
 """RT-DETR head on mmdet's DINOHead."""
+from dataclasses import replace
+
 import torch
 import torch.distributed as dist
 from mmdet.models.dense_heads import DINOHead
@@ -99,47 +101,62 @@ class RTDETRHead(DINOHead):
         gt = GroundTruth.from_instances(batch_gt_instances, batch_img_metas)
         (match_cls, match_boxes, dn_cls, dn_boxes) = self.split_outputs(
             all_layers_cls_scores, all_layers_bbox_preds, dn_meta)
-        num_layers = match_cls.size(0)
+        num_layers, num_images, num_queries = match_cls.shape[:3]
+        # Per-layer loss sums of each part: name -> (sums, layer names);
+        # the encoder's top-k joins the decoder layers' matching pass unless
+        # its scores are class-agnostic (RT-DETRv2 'agnostic': matched and
+        # supervised as one class).
+        names = [f'd{i}.loss' for i in range(num_layers - 1)] + ['loss']
+        enc_gt = None
         if enc_cls_scores is not None:
-            match_cls = torch.cat([match_cls, enc_cls_scores[None]])
-            match_boxes = torch.cat([match_boxes, enc_bbox_preds[None]])
-        num_images, num_queries = match_cls.shape[1:3]
-        query_index, gt_index = self.matcher(match_cls, match_boxes, gt)
-        num_pos = query_index.size(1)
-        sums = [self._loss_sums(match_cls, match_boxes, query_index,
-                                gt_index, gt)]
+            if enc_cls_scores.size(-1) == match_cls.size(-1):
+                match_cls = torch.cat([match_cls, enc_cls_scores[None]])
+                match_boxes = torch.cat([match_boxes, enc_bbox_preds[None]])
+                names.append('enc_loss')
+            else:
+                enc_gt = replace(gt, labels=torch.zeros_like(gt.labels))
+        parts = [(self._matched_loss_sums(match_cls, match_boxes, gt),
+                  names, 0)]
+        if enc_gt is not None:
+            parts.append((self._matched_loss_sums(
+                enc_cls_scores[None], enc_bbox_preds[None], enc_gt),
+                ['enc_loss'], 0))
+        num_pos = sum(min(count, num_queries) for count in gt.counts)
         # (positive, negative) counts of the matching part, then of the
         # denoising part (if any).
         counts = [num_pos, num_images * num_queries - num_pos]
         if dn_cls is not None:
             query_index, gt_index = self._denoising_targets(
                 gt, dn_meta, match_cls.device)
-            num_dn_pos = query_index.numel()
-            query_index = query_index.expand(dn_cls.size(0), -1)
-            gt_index = gt_index.expand(dn_cls.size(0), -1)
-            sums.append(self._loss_sums(dn_cls, dn_boxes, query_index,
-                                        gt_index, gt))
-            counts += [num_dn_pos, num_dn_pos]
+            counts += [query_index.numel(), query_index.numel()]
+            parts.append((self._loss_sums(
+                dn_cls, dn_boxes, query_index.expand(dn_cls.size(0), -1),
+                gt_index.expand(dn_cls.size(0), -1), gt),
+                [f'd{i}.dn_loss' for i in range(num_layers - 1)] +
+                ['dn_loss'], 1))
         factors = self._avg_factors(counts, match_cls.device)
 
-        loss_dict = {}
-        for part, (loss_cls, loss_bbox, loss_iou) in enumerate(sums):
+        losses = {}
+        for (loss_cls, loss_bbox, loss_iou), layer_names, part in parts:
             cls_factor, box_factor = factors[2 * part:2 * part + 2]
-            prefix = 'dn_' if part else ''
-            # mmdet's order: the last layer, the others, the encoder.
-            order = [num_layers - 1] + list(range(num_layers - 1)) + list(
-                range(num_layers, loss_cls.size(0)))
-            for layer in order:
-                if layer == num_layers:
-                    name = f'enc_{prefix}loss'
-                elif layer == num_layers - 1:
-                    name = f'{prefix}loss'
-                else:
-                    name = f'd{layer}.{prefix}loss'
-                loss_dict[f'{name}_cls'] = loss_cls[layer] / cls_factor
-                loss_dict[f'{name}_bbox'] = loss_bbox[layer] / box_factor
-                loss_dict[f'{name}_iou'] = loss_iou[layer] / box_factor
-        return loss_dict
+            for layer, name in enumerate(layer_names):
+                losses[f'{name}_cls'] = loss_cls[layer] / cls_factor
+                losses[f'{name}_bbox'] = loss_bbox[layer] / box_factor
+                losses[f'{name}_iou'] = loss_iou[layer] / box_factor
+        # mmdet's order: the last layer, the others, the encoder, then the
+        # denoising part's last layer and the others.
+        order = ['loss'] + names[:num_layers - 1] + ['enc_loss', 'dn_loss'] \
+            + [f'd{i}.dn_loss' for i in range(num_layers - 1)]
+        return {f'{name}_{kind}': losses[f'{name}_{kind}'] for name in order
+                for kind in ('cls', 'bbox', 'iou')
+                if f'{name}_{kind}' in losses}
+
+    def _matched_loss_sums(self, cls_scores, bbox_preds, gt):
+        """:meth:`_loss_sums` of the Hungarian matching of every layer of
+        ``cls_scores`` (L, B, Q, C) and ``bbox_preds`` (L, B, Q, 4)."""
+        query_index, gt_index = self.matcher(cls_scores, bbox_preds, gt)
+        return self._loss_sums(cls_scores, bbox_preds, query_index, gt_index,
+                               gt)
 
     def _loss_sums(self, cls_scores, bbox_preds, query_index, gt_index, gt):
         """Per-layer sums of the weighted classification, L1 and GIoU losses

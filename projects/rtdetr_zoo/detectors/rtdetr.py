@@ -20,6 +20,7 @@ from ..layers.rtdetr_decoder import fp32_branch
 # dict has.
 OFFICIAL_KEY_PREFIXES = ('encoder.input_proj.', 'decoder.dec_score_head.',
                          'decoder.decoder.layers.')
+QUERY_SELECT_METHODS = ('default', 'agnostic', 'one2many')
 # Our tensors whose shape depends on the number of classes.
 CLASS_DEPENDENT_PREFIXES = ('bbox_head.cls_branches.',
                             'dn_query_generator.label_embedding.')
@@ -106,6 +107,11 @@ class RTDETR(DINO):
             on. oneDNN's CPU convolutions, pooling and BatchNorm run
             faster on NHWC, and the flattened memory comes out contiguous
             (docs/performance.md). Defaults to True.
+        query_select_method (str): How the encoder's tokens become queries
+            (:meth:`select_queries`): ``'default'``, ``'agnostic'`` (the
+            encoder's class head scores one class-agnostic "object" score,
+            matched and supervised as one class) or ``'one2many'``
+            (RT-DETRv2). Defaults to ``'default'``.
         efficient_conv_bn_eval (bool): Where a conv + BatchNorm pair
             (mmcv ``ConvModule``) runs with the BatchNorm in eval mode
             (inference, frozen stages, ``norm_eval``), fold the BatchNorm
@@ -120,7 +126,12 @@ class RTDETR(DINO):
     def __init__(self, *args, decoder, num_queries=300, num_feature_levels=3,
                  in_channels=None, anchor_grid_size=0.05, anchor_eps=1e-2,
                  channels_last=True, efficient_conv_bn_eval=True, dn_cfg=None,
-                 **kwargs):
+                 query_select_method='default', **kwargs):
+        if query_select_method not in QUERY_SELECT_METHODS:
+            raise ValueError(
+                f'query_select_method must be one of {QUERY_SELECT_METHODS}, '
+                f'got {query_select_method!r}')
+        self.query_select_method = query_select_method
         self.proj_in_channels = in_channels
         self.anchor_grid_size = anchor_grid_size
         self.anchor_eps = anchor_eps
@@ -139,6 +150,10 @@ class RTDETR(DINO):
                     f'dn_cfg.{key} is set by the detector (bbox_head.'
                     f'num_classes, the decoder width, num_queries); remove '
                     f'it from the config')
+        if query_select_method == 'agnostic':
+            # One class-agnostic encoder score per token.
+            self.bbox_head.cls_branches[self.decoder.num_layers] = \
+                nn.Linear(self.embed_dims, 1)
         self.dn_query_generator = BatchedCdnQueryGenerator(
             num_classes=self.bbox_head.num_classes,
             embed_dims=self.embed_dims, num_matching_queries=num_queries,
@@ -343,8 +358,7 @@ class RTDETR(DINO):
         enc_layer = self.decoder.num_layers
         enc_class = fp32_branch(self.bbox_head.cls_branches[enc_layer],
                                 output_memory)
-        topk = torch.topk(enc_class.max(-1)[0], k=self.num_queries,
-                          dim=1)[1].unsqueeze(-1)
+        topk = self.select_queries(enc_class)
         topk_score = enc_class.gather(
             1, topk.expand(-1, -1, enc_class.size(-1)))
         topk_memory = output_memory.gather(
@@ -373,6 +387,21 @@ class RTDETR(DINO):
             enc_outputs_coord=topk_coords_unact.sigmoid(),
             dn_meta=dn_meta) if self.training else dict()
         return decoder_inputs, head_inputs
+
+    def select_queries(self, enc_class):
+        """Tokens (B, Q, 1) selected from the encoder scores (B, N, C) by
+        ``query_select_method`` (RT-DETRv2, Lv et al. 2024): the top-Q
+        tokens by their best class (``'default'``, RT-DETR's) or by their
+        one class-agnostic score (``'agnostic'``, C = 1), or the top-Q
+        (token, class) pairs (``'one2many'``: a token can be selected once
+        per class)."""
+        if self.query_select_method == 'one2many':
+            index = torch.topk(enc_class.flatten(1), k=self.num_queries,
+                               dim=1)[1] // enc_class.size(-1)
+        else:
+            index = torch.topk(enc_class.max(-1)[0], k=self.num_queries,
+                               dim=1)[1]
+        return index.unsqueeze(-1)
 
     def forward_decoder(self, query, memory, reference_points, spatial_shapes,
                         level_start_index, dn_mask=None):
