@@ -1,5 +1,5 @@
 """Training-engine components: checkpoint reading, the runner, optimizer
-wrappers, hooks, CPU DDP."""
+wrappers and parameter groups, hooks, CPU DDP."""
 from .checkpoint import (CHECKPOINT_SAFE_GLOBALS,  # noqa: F401
                          checkpoint_safe_globals, extract_state_dict,
                          read_checkpoint)
@@ -11,4 +11,5 @@ from .optim_wrapper import (CPUCapableAmpOptimWrapper,  # noqa: F401
                             NonFiniteGuardAmpOptimWrapper,
                             NonFiniteGuardMixin, NonFiniteGuardOptimWrapper,
                             accelerator_available)
+from .param_groups import RegexParamGroupsConstructor  # noqa: F401
 from .runner import RTDETRRunner  # noqa: F401
