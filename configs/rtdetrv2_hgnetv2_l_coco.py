@@ -5,3 +5,7 @@
 _base_ = ['./rtdetr_hgnetv2_l_coco.py', './_base_/models/rtdetrv2.py']
 
 model = _base_.rtdetrv2_model
+# RT-DETRv2's stop epoch for the 72-epoch schedule (rtdetrv2_6x.py).
+custom_hooks = _base_.custom_hooks + [
+    dict(type='StopAugmentationHook', stop_epoch=71)
+]

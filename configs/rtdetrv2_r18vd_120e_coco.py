@@ -6,8 +6,15 @@
 #   python tools/train.py configs/rtdetrv2_r18vd_120e_coco.py
 _base_ = [
     './_base_/models/rtdetr_r18vd.py', './_base_/models/rtdetrv2.py',
-    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_120e.py',
+    './_base_/datasets/coco_detection.py',
+    './_base_/schedules/rtdetrv2_120e.py',
+    './_base_/schedules/rtdetrv2_param_groups.py',
     './_base_/default_runtime.py'
 ]
 
-model = _base_.rtdetrv2_model
+# No multi-scale training (the official R18 configs: `scales: ~`).
+model = dict(_base_.rtdetrv2_model,
+             data_preprocessor=dict(batch_augments=None))
+optim_wrapper = dict(
+    constructor='RegexParamGroupsConstructor',
+    paramwise_cfg=dict(_delete_=True, groups=_base_.rtdetrv2_r18_groups))

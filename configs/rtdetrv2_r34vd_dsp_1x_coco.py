@@ -6,11 +6,16 @@
 #   python tools/train.py configs/rtdetrv2_r34vd_dsp_1x_coco.py
 _base_ = [
     './_base_/models/rtdetr_r34vd.py', './_base_/models/rtdetrv2_dsp.py',
-    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_1x.py',
+    './_base_/datasets/coco_detection.py',
+    './_base_/schedules/rtdetrv2_1x.py',
+    './_base_/schedules/rtdetrv2_param_groups.py',
     './_base_/default_runtime.py'
 ]
 
 model = _base_.rtdetrv2_model
+optim_wrapper = dict(
+    constructor='RegexParamGroupsConstructor',
+    paramwise_cfg=dict(_delete_=True, groups=_base_.rtdetrv2_r34_groups))
 
 # Training fine-tunes the bilinear model (the official config's
 # `tuning`); the sampling offsets stay frozen.

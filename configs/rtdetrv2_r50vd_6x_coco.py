@@ -6,8 +6,13 @@
 #   python tools/train.py configs/rtdetrv2_r50vd_6x_coco.py
 _base_ = [
     './_base_/models/rtdetr_r50vd.py', './_base_/models/rtdetrv2.py',
-    './_base_/datasets/coco_detection.py', './_base_/schedules/rtdetr_6x.py',
+    './_base_/datasets/coco_detection.py',
+    './_base_/schedules/rtdetrv2_6x.py',
+    './_base_/schedules/rtdetrv2_param_groups.py',
     './_base_/default_runtime.py'
 ]
 
 model = _base_.rtdetrv2_model
+optim_wrapper = dict(
+    constructor='RegexParamGroupsConstructor',
+    paramwise_cfg=dict(_delete_=True, groups=_base_.rtdetrv2_r50_groups))

@@ -20,6 +20,7 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
 
 from rtdetr_zoo.layers import MultiScaleDeformableAttentionV2
 
@@ -161,16 +162,50 @@ def test_rtdetrv2_config_is_rtdetr_with_v2_attention(name):
     expected.decoder.layer_cfg.cross_attn_cfg.update(
         type=attn.type, num_points=[4, 4, 4], offset_scale=0.5,
         method=attn.method)
+    # Denoising as the official code builds it (tests/test_rtdetrv2_loss.py).
+    expected.dn_cfg.update(box_logit_eps=1e-5, pad_with_empty_box=True)
     if '_r50vd_m_' in name:
         expected.neck.expansion = 0.5
         expected.decoder.eval_idx = 2
+    if name.startswith('rtdetrv2_r18vd_') and name.endswith('_coco.py'):
+        expected.data_preprocessor.batch_augments = None  # official R18
     assert v2.model.to_dict() == expected.to_dict()
     schedule = re.search(r'_(\d+[ex])_coco\.py$', name)
     epochs = RTDETRV2_EPOCHS[schedule[1]] if schedule else \
         v1.train_cfg.max_epochs
     assert v2.train_cfg.max_epochs == epochs
+    # RT-DETRv2's stop epoch: the official one for its schedule (the last
+    # 3 of 120, 84 and 36 epochs, 2 of 12, 1 of 72); none in the raccoon
+    # main job's CPU setting.
+    stops = [h.stop_epoch for h in v2.custom_hooks
+             if h.type == 'StopAugmentationHook']
+    assert stops == ([] if 'raccoon' in name else [
+        {120: 117, 84: 81, 72: 71, 36: 33, 12: 10}[epochs]])
     assert ('load_from' in v2 and v2.load_from is not None) == \
         ('_dsp' in name)
+
+
+@pytest.mark.parametrize('name', sorted(
+    n for n in RTDETRV2_TWINS if n.endswith('_coco.py')
+    and n.startswith(('rtdetrv2_r18', 'rtdetrv2_r34', 'rtdetrv2_r50',
+                      'rtdetrv2_r101'))))
+def test_rtdetrv2_official_optimizer_groups(name):
+    """The official RT-DETRv2 configs' optimizer groups build on their
+    model: every pattern selects parameters, the backbone learning rate is
+    the official one."""
+    cfg = load_config(name)
+    model = build_detector_from_config(name)
+    groups = build_optim_wrapper(model, cfg.optim_wrapper).optimizer \
+        .param_groups
+    backbone = {id(p) for p in model.backbone.parameters()}
+    conv = next(p for n, p in model.backbone.named_parameters()
+                if p.requires_grad and n.endswith('conv.weight'))
+    lr = next(g['lr'] for g in groups
+              if any(p is conv for p in g['params']))
+    official = {'r18': 1e-4, 'r34': 5e-5, 'r50': 1e-5, 'r101': 1e-6}
+    assert lr == official[re.match(r'rtdetrv2_(r\d+)', name)[1]]
+    assert all(g['lr'] == 1e-4 for g in groups if not any(
+        id(p) in backbone for p in g['params']))
 
 
 @pytest.mark.parametrize('name', sorted(RTDETRV2_TWINS))

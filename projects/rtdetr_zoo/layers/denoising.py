@@ -1,4 +1,6 @@
 """Contrastive denoising queries for the whole batch at once."""
+import math
+
 import torch
 from mmdet.models.layers import CdnQueryGenerator
 from mmdet.models.layers.transformer import inverse_sigmoid
@@ -34,12 +36,21 @@ class BatchedCdnQueryGenerator(CdnQueryGenerator):
         box_logit_eps (float): Clamp of the noised boxes before the logit
             (``inverse_sigmoid``): mmdet's 1e-3 by default; the official
             RT-DETR (v1 and v2) uses 1e-5, which the RT-DETRv2 configs set.
+        pad_with_empty_box (bool): The box query of a padding slot (an image
+            with fewer ground truths than the batch's maximum): mmdet's
+            logit 0, the box (0.5, 0.5, 0.5, 0.5), by default; with True the
+            official RT-DETR's empty box at the origin, logit(0) clamped at
+            ``box_logit_eps``. Padding queries take part in their group's
+            self-attention, so this changes the other queries' outputs; the
+            RT-DETRv2 configs set it (the official v2 losses are matched).
         **kwargs: ``CdnQueryGenerator``'s arguments.
     """
 
-    def __init__(self, *args, box_logit_eps=1e-3, **kwargs):
+    def __init__(self, *args, box_logit_eps=1e-3, pad_with_empty_box=False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.box_logit_eps = box_logit_eps
+        self.pad_with_empty_box = pad_with_empty_box
 
     def __call__(self, batch_data_samples):
         counts = [len(sample.gt_instances) for sample in batch_data_samples]
@@ -73,8 +84,11 @@ class BatchedCdnQueryGenerator(CdnQueryGenerator):
         batched_label_query = label_query.new_zeros(
             (batch_size * num_queries, self.embed_dims)).index_copy(
                 0, index, label_query)
-        batched_bbox_query = bbox_query.new_zeros(
-            (batch_size * num_queries, 4)).index_copy(0, index, bbox_query)
+        padding = math.log(self.box_logit_eps) if self.pad_with_empty_box \
+            else 0.0
+        batched_bbox_query = bbox_query.new_full(
+            (batch_size * num_queries, 4), padding).index_copy(
+                0, index, bbox_query)
         attn_mask = self.generate_dn_mask(max_num_target, num_groups, device)
         dn_meta = dict(num_denoising_queries=num_queries,
                        num_denoising_groups=num_groups)
