@@ -15,6 +15,4 @@ _base_ = [
 # No multi-scale training (the official R18 configs: `scales: ~`).
 model = dict(_base_.rtdetrv2_model,
              data_preprocessor=dict(batch_augments=None))
-optim_wrapper = dict(
-    constructor='RegexParamGroupsConstructor',
-    paramwise_cfg=dict(_delete_=True, groups=_base_.rtdetrv2_r18_groups))
+optim_wrapper = _base_.rtdetrv2_r18_optim_wrapper

@@ -13,9 +13,7 @@ _base_ = [
 ]
 
 model = _base_.rtdetrv2_model
-optim_wrapper = dict(
-    constructor='RegexParamGroupsConstructor',
-    paramwise_cfg=dict(_delete_=True, groups=_base_.rtdetrv2_r34_groups))
+optim_wrapper = _base_.rtdetrv2_r34_optim_wrapper
 
 # Training fine-tunes the bilinear model (the official config's
 # `tuning`); the sampling offsets stay frozen.

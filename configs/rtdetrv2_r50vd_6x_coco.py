@@ -13,6 +13,4 @@ _base_ = [
 ]
 
 model = _base_.rtdetrv2_model
-optim_wrapper = dict(
-    constructor='RegexParamGroupsConstructor',
-    paramwise_cfg=dict(_delete_=True, groups=_base_.rtdetrv2_r50_groups))
+optim_wrapper = _base_.rtdetrv2_r50_optim_wrapper

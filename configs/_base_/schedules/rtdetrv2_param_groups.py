@@ -2,10 +2,8 @@
 # (rtdetrv2_pytorch, `optimizer.params`), in this project's parameter names
 # (backbone: `backbone.`; the official encoder and decoder: everything else;
 # norms: `norm`/`bn` modules). A config lists this file as a base and picks
-# its groups (RegexParamGroupsConstructor, rtdetr_zoo.engine):
-#   optim_wrapper = dict(constructor='RegexParamGroupsConstructor',
-#                        paramwise_cfg=dict(_delete_=True,
-#                                           groups=_base_.rtdetrv2_r34_groups))
+# its optimizer (RegexParamGroupsConstructor, rtdetr_zoo.engine):
+#   optim_wrapper = _base_.rtdetrv2_r34_optim_wrapper
 # A parameter joins the first group it matches; the others keep AdamW's
 # lr 1e-4 and weight decay 1e-4.
 
@@ -33,3 +31,14 @@ rtdetrv2_r101_groups = [
     dict(pattern=r'^backbone\.(?!.*(?:norm|bn)[^.]*\.)', lr=1e-6),
     dict(pattern=r'^(?!backbone\.).*(?:norm|bn)[^.]*\.', weight_decay=0.0),
 ]
+
+
+def _optim_wrapper(groups):
+    return dict(constructor='RegexParamGroupsConstructor',
+                paramwise_cfg=dict(_delete_=True, groups=groups))
+
+
+rtdetrv2_r18_optim_wrapper = _optim_wrapper(rtdetrv2_r18_groups)
+rtdetrv2_r34_optim_wrapper = _optim_wrapper(rtdetrv2_r34_groups)
+rtdetrv2_r50_optim_wrapper = _optim_wrapper(rtdetrv2_r50_groups)
+rtdetrv2_r101_optim_wrapper = _optim_wrapper(rtdetrv2_r101_groups)
