@@ -102,10 +102,10 @@ class RTDETRHead(DINOHead):
         (match_cls, match_boxes, dn_cls, dn_boxes) = self.split_outputs(
             all_layers_cls_scores, all_layers_bbox_preds, dn_meta)
         num_layers, num_images, num_queries = match_cls.shape[:3]
-        # Per-layer loss sums of each part: name -> (sums, layer names);
-        # the encoder's top-k joins the decoder layers' matching pass unless
-        # its scores are class-agnostic (RT-DETRv2 'agnostic': matched and
-        # supervised as one class).
+        # Parts: (per-layer loss sums, their layers' names, normaliser: 0
+        # matching, 1 denoising). The encoder's top-k joins the decoder
+        # layers' matching pass unless its scores are class-agnostic
+        # (RT-DETRv2 'agnostic': matched and supervised as one class).
         names = [f'd{i}.loss' for i in range(num_layers - 1)] + ['loss']
         enc_gt = None
         if enc_cls_scores is not None:
