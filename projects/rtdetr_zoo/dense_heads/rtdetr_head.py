@@ -3,6 +3,8 @@ from dataclasses import replace
 
 import torch
 import torch.distributed as dist
+from mmengine.structures import InstanceData
+
 from mmdet.models.dense_heads import DINOHead
 from mmdet.models.losses import GIoULoss, L1Loss, QualityFocalLoss
 from mmdet.registry import MODELS
@@ -238,10 +240,35 @@ class RTDETRHead(DINOHead):
 
     def _predict_by_feat_single(self, cls_score, bbox_pred, img_meta,
                                 rescale=True):
+        """Top-k detections of one image: DETRHead's, with the boxes
+        normalised to the padded canvas (``batch_input_shape``) and every
+        scale a Python number (no host-to-device copy per image).
+
+        Args:
+            cls_score (Tensor): (Q, C) logits.
+            bbox_pred (Tensor): (Q, 4) (cx, cy, w, h) normalised to the
+                canvas.
+            img_meta (dict): ``img_shape``, ``batch_input_shape``,
+                ``scale_factor`` (with ``rescale``).
+
+        Returns:
+            InstanceData: ``bboxes`` (k, 4) xyxy in pixels of the image
+            (clipped to it; of the original image with ``rescale``),
+            ``scores`` (k,), ``labels`` (k,).
+        """
         canvas_h, canvas_w = img_meta.get('batch_input_shape',
                                           img_meta['img_shape'])
         img_h, img_w = img_meta['img_shape']
-        bbox_pred = bbox_pred * bbox_pred.new_tensor(
-            [canvas_w / img_w, canvas_h / img_h] * 2)
-        return super()._predict_by_feat_single(cls_score, bbox_pred, img_meta,
-                                               rescale)
+        max_per_img = self.test_cfg.get('max_per_img', len(cls_score))
+        scores, indexes = cls_score.sigmoid().view(-1).topk(max_per_img)
+        bboxes = cxcywh_to_xyxy(bbox_pred[indexes // self.num_classes])
+        scale_w, scale_h = img_meta['scale_factor'] if rescale else (1, 1)
+        bboxes[:, 0::2] = (bboxes[:, 0::2] * canvas_w).clamp_(
+            min=0, max=img_w) / scale_w
+        bboxes[:, 1::2] = (bboxes[:, 1::2] * canvas_h).clamp_(
+            min=0, max=img_h) / scale_h
+        results = InstanceData()
+        results.bboxes = bboxes
+        results.scores = scores
+        results.labels = indexes % self.num_classes
+        return results
