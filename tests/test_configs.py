@@ -162,7 +162,7 @@ def test_rtdetrv2_config_is_rtdetr_with_v2_attention(name):
     expected.decoder.layer_cfg.cross_attn_cfg.update(
         type=attn.type, num_points=[4, 4, 4], offset_scale=0.5,
         method=attn.method)
-    # Denoising as the official code builds it (tests/test_rtdetrv2_loss.py).
+    # Denoising as the official code builds it (tests/test_rtdetrv2_equivalence.py).
     expected.dn_cfg.update(box_logit_eps=1e-5, pad_with_empty_box=True)
     if '_r50vd_m_' in name:
         expected.neck.expansion = 0.5

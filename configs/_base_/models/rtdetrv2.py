@@ -13,7 +13,7 @@
 # Denoising as the official code builds it: noised boxes clamped at 1e-5
 # before the logit, padding slots with an empty box (mmdet: 1e-3 and the
 # box (0.5, 0.5, 0.5, 0.5)); with these the losses equal the official
-# RTDETRCriterionv2's (tests/test_rtdetrv2_loss.py).
+# RTDETRCriterionv2's (tests/test_rtdetrv2_equivalence.py).
 rtdetrv2_model = dict(
     dn_cfg=dict(box_logit_eps=1e-5, pad_with_empty_box=True),
     decoder=dict(
