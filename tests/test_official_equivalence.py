@@ -17,8 +17,9 @@ from mmdet.structures import DetDataSample
 from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 
-from .utils import (OFFICIAL_FIXTURE, REPO_ROOT, build_detector_from_config,
-                    requires_official_fixture)
+from .utils import (OFFICIAL_FIXTURE, REPO_ROOT,
+                    assert_detections_match_official,
+                    build_detector_from_config, requires_official_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
 
@@ -153,21 +154,4 @@ def test_outputs_match_official(fixture, model_and_report, layout):
 
     results = model.bbox_head.predict_by_feat(
         cls_scores, bbox_preds, [s.metainfo for s in samples], rescale=True)
-    for b, result in enumerate(results):
-        w, h = fixture['orig_sizes'][b].tolist()
-        ref_scores = fixture['post_scores'][b]
-        torch.testing.assert_close(result.scores, ref_scores,
-                                   atol=1e-4, rtol=1e-4)
-        # Compare labels and boxes where the score order is unambiguous.
-        gaps = ref_scores[:-1] - ref_scores[1:]
-        clear = torch.ones_like(ref_scores, dtype=torch.bool)
-        clear[:-1] &= gaps > 1e-4
-        clear[1:] &= gaps > 1e-4
-        assert clear.sum() > 10
-        assert torch.equal(result.labels[clear],
-                           fixture['post_labels'][b][clear])
-        ref_boxes = fixture['post_boxes'][b].clone()
-        ref_boxes[:, 0::2] = ref_boxes[:, 0::2].clamp(0, w)
-        ref_boxes[:, 1::2] = ref_boxes[:, 1::2].clamp(0, h)
-        torch.testing.assert_close(result.bboxes[clear], ref_boxes[clear],
-                                   atol=1e-2, rtol=1e-4)
+    assert_detections_match_official(results, fixture, fixture['orig_sizes'])

@@ -20,8 +20,8 @@ from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 from rtdetr_zoo.layers import MultiScaleDeformableAttentionV2
 
-from .utils import (OFFICIAL_V2_FIXTURE, build_detector_from_config,
-                    requires_official_v2_fixture)
+from .utils import (OFFICIAL_V2_FIXTURE, assert_detections_match_official,
+                    build_detector_from_config, requires_official_v2_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
 CONFIGS = dict(default='rtdetrv2_r18vd_120e_coco',
@@ -190,25 +190,8 @@ def test_outputs_match_official(fixture, models, method, monkeypatch):
 
     results = model.bbox_head.predict_by_feat(
         cls_scores, bbox_preds, [s.metainfo for s in samples], rescale=True)
-    for b, result in enumerate(results):
-        w, h = fixture['orig_sizes'][b].tolist()
-        ref_scores = reference['post_scores'][b]
-        torch.testing.assert_close(result.scores, ref_scores,
-                                   atol=1e-4, rtol=1e-4)
-        # Compare labels and boxes where the score order is unambiguous.
-        gaps = ref_scores[:-1] - ref_scores[1:]
-        clear = torch.ones_like(ref_scores, dtype=torch.bool)
-        clear[:-1] &= gaps > 1e-4
-        clear[1:] &= gaps > 1e-4
-        assert clear.sum() > 10
-        assert torch.equal(result.labels[clear],
-                           reference['post_labels'][b][clear])
-        # The official boxes are not clipped to the image, ours are.
-        ref_boxes = reference['post_boxes'][b].clone()
-        ref_boxes[:, 0::2] = ref_boxes[:, 0::2].clamp(0, w)
-        ref_boxes[:, 1::2] = ref_boxes[:, 1::2].clamp(0, h)
-        torch.testing.assert_close(result.bboxes[clear], ref_boxes[clear],
-                                   atol=1e-2, rtol=1e-4)
+    assert_detections_match_official(results, reference,
+                                     fixture['orig_sizes'])
 
 
 def test_the_two_references_differ(fixture):

@@ -11,22 +11,24 @@ from rtdetr_zoo.apis import load_config as _load_config
 from rtdetr_zoo.apis import load_detector
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The official RT-DETR R18-vd weights, inputs and outputs
-# (../shared/fixtures/README.md); not in the repo, CI always has it.
-OFFICIAL_FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
-                            'rtdetr_r18vd_official.pt')
-requires_official_fixture = pytest.mark.skipif(
-    not osp.isfile(OFFICIAL_FIXTURE),
-    reason=f'official fixture not present at {OFFICIAL_FIXTURE} (it lives '
-    'in the shared folder beside the repo, which CI always has)')
-# The official RT-DETRv2 R18-vd weights, inputs and outputs of both sampling
-# methods (same README); CI has it beside the v1 fixture.
-OFFICIAL_V2_FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures',
-                               'rtdetrv2_r18vd_official.pt')
-requires_official_v2_fixture = pytest.mark.skipif(
-    not osp.isfile(OFFICIAL_V2_FIXTURE),
-    reason=f'official fixture not present at {OFFICIAL_V2_FIXTURE} (it '
-    'lives in the shared folder beside the repo, which CI always has)')
+
+
+def _shared_fixture(name):
+    """Path of ``../shared/fixtures/<name>`` and a skip marker for its
+    absence (CI always has the shared folder beside the repo)."""
+    path = osp.join(REPO_ROOT, '..', 'shared', 'fixtures', name)
+    return path, pytest.mark.skipif(
+        not osp.isfile(path),
+        reason=f'official fixture not present at {path} (it lives in the '
+        'shared folder beside the repo, which CI always has)')
+
+
+# The official RT-DETR R18-vd weights, inputs and outputs, and those of
+# RT-DETRv2 R18-vd for both sampling methods (../shared/fixtures/README.md).
+OFFICIAL_FIXTURE, requires_official_fixture = _shared_fixture(
+    'rtdetr_r18vd_official.pt')
+OFFICIAL_V2_FIXTURE, requires_official_v2_fixture = _shared_fixture(
+    'rtdetrv2_r18vd_official.pt')
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 
 # Shrinks the decoder so detector tests stay fast on a CPU; the structure
@@ -107,3 +109,28 @@ def run_loss_and_predict(model, sizes=((96, 128), (112, 80)),
     with torch.no_grad():
         results = model.predict(inputs, samples)
     return losses, results
+
+
+def assert_detections_match_official(results, reference, orig_sizes):
+    """Post-processed detections (``InstanceData`` per image, rescaled to
+    the original images) equal an official fixture's ``post_scores`` (1e-4)
+    and, where the score order is unambiguous, its ``post_labels`` and
+    ``post_boxes`` (the official boxes clipped to the image, as ours are;
+    1e-2 px)."""
+    for b, result in enumerate(results):
+        w, h = orig_sizes[b].tolist()
+        ref_scores = reference['post_scores'][b]
+        torch.testing.assert_close(result.scores, ref_scores,
+                                   atol=1e-4, rtol=1e-4)
+        gaps = ref_scores[:-1] - ref_scores[1:]
+        clear = torch.ones_like(ref_scores, dtype=torch.bool)
+        clear[:-1] &= gaps > 1e-4
+        clear[1:] &= gaps > 1e-4
+        assert clear.sum() > 10
+        assert torch.equal(result.labels[clear],
+                           reference['post_labels'][b][clear])
+        ref_boxes = reference['post_boxes'][b].clone()
+        ref_boxes[:, 0::2] = ref_boxes[:, 0::2].clamp(0, w)
+        ref_boxes[:, 1::2] = ref_boxes[:, 1::2].clamp(0, h)
+        torch.testing.assert_close(result.bboxes[clear], ref_boxes[clear],
+                                   atol=1e-2, rtol=1e-4)
