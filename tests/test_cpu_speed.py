@@ -18,9 +18,9 @@ from rtdetr_zoo.apis import bf16_autocast, enable_bf16_testing
 from rtdetr_zoo.engine import CPUCapableAmpOptimWrapper
 from rtdetr_zoo.layers import CPUFastMultiScaleDeformableAttention
 
-from .utils import (OFFICIAL_FIXTURE, REPO_ROOT, build_detector_from_config,
-                    config_path, load_config, make_batch,
-                    requires_official_fixture)
+from .utils import (OFFICIAL_FIXTURE, REPO_ROOT, assert_same_attention,
+                    build_detector_from_config, config_path, load_config,
+                    make_batch, requires_official_fixture)
 
 R18 = 'rtdetr_r18vd_raccoon'  # under configs/
 TINY = {'model.num_queries': 20, 'model.decoder.num_layers': 1,
@@ -51,19 +51,7 @@ def test_deformable_attention_cpu_path_equals_mmcv():
         32, num_heads=4, num_levels=3, num_points=2, dropout=0.0,
         batch_first=True)
     reference.load_state_dict(ours.state_dict())
-    outputs, grads = [], []
-    for module in (ours, reference):
-        inputs = {k: v.clone().requires_grad_(v.is_floating_point())
-                  for k, v in _deformable_inputs().items()}
-        out = module(query_pos=torch.ones_like(inputs['query']), **inputs)
-        out.square().sum().backward()
-        outputs.append(out)
-        grads.append([inputs['query'].grad, inputs['value'].grad] +
-                     [p.grad for p in module.parameters()])
-    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5,
-                               rtol=1e-5)
-    for got, expected in zip(*grads):
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert_same_attention(ours, reference, _deformable_inputs)
     # A key padding mask is left to mmcv's path (and still works).
     inputs = _deformable_inputs()
     mask = torch.zeros(inputs['value'].shape[:2], dtype=torch.bool)

@@ -3,8 +3,8 @@ RT-DETR's attention when every level has the same points, points per level,
 discrete sampling (right pixel on non-square maps, no grid_sample, frozen
 offsets), bf16 autocast, the device checks (CUDA against the CPU, run by
 tools/analysis/device_checks.py where a GPU is), loading, errors and the
-decoder's choice of attention by config. The official numbers are checked on the official
-weights by test_rtdetrv2_equivalence.py."""
+decoder's choice of attention by config. The official numbers are checked
+on the official weights by test_rtdetrv2_equivalence.py."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from rtdetr_zoo.layers import (CPUFastMultiScaleDeformableAttention,
                                MultiScaleDeformableAttentionV2,
                                RTDETRTransformerDecoder)
 
-from .utils import config_path
+from .utils import assert_same_attention, config_path
 
 SHAPES = torch.tensor([[10, 12], [5, 6], [3, 3]])
 
@@ -95,19 +95,7 @@ def test_equal_points_per_level_is_rtdetr_attention():
     torch.testing.assert_close(state.pop('num_points_scale'),
                                torch.full((12, ), 0.25))
     reference.load_state_dict(state)
-    outputs, grads = [], []
-    for module in (ours, reference):
-        inputs = {k: v.clone().requires_grad_(v.is_floating_point())
-                  for k, v in _inputs().items()}
-        out = module(query_pos=torch.ones_like(inputs['query']), **inputs)
-        out.square().sum().backward()
-        outputs.append(out)
-        grads.append([inputs['query'].grad, inputs['value'].grad] +
-                     [p.grad for p in module.parameters()])
-    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5,
-                               rtol=1e-5)
-    for got, expected in zip(*grads):
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert_same_attention(ours, reference, _inputs)
     inputs = _inputs()
     mask = torch.zeros(inputs['value'].shape[:2], dtype=torch.bool)
     mask[:, -5:] = True
