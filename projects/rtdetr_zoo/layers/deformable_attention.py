@@ -51,14 +51,7 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         batch, num_query, _ = query.shape
         heads, levels = self.num_heads, self.num_levels
         points = self.num_points
-        head_dims = self.embed_dims // heads
-        # (B, C, N) = W (C, C) @ value^T (B, C, N) + b: a transposed operand
-        # for the matmul instead of a transpose copy.
-        weight, bias = self.value_proj.weight, self.value_proj.bias
-        value_t = torch.baddbmm(
-            bias[None, :, None].to(value.dtype),
-            weight.to(value.dtype).expand(batch, -1, -1),
-            value.transpose(1, 2)).view(batch * heads, head_dims, -1)
+        value_t = self.project_values(value)
         offsets = self.sampling_offsets(query).view(
             batch, num_query, heads, levels, points, 2)
         weights = self.attention_weights(query).view(
@@ -86,6 +79,25 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
         output = self.output_proj(
             output.view(batch, self.embed_dims, num_query).transpose(1, 2))
         return self.dropout(output) + identity
+
+    def project_values(self, value, key_padding_mask=None):
+        """The value projection in the layout ``grid_sample`` reads:
+        (B, N, C) -> (B * heads, C / heads, N), padding (``key_padding_mask``
+        (B, N), True at padding) zeroed.
+
+        (B, C, N) = W (C, C) @ value^T (B, C, N) + b: a transposed operand
+        for the matmul instead of a transpose copy, so each level is a view.
+        """
+        batch = value.size(0)
+        weight, bias = self.value_proj.weight, self.value_proj.bias
+        value_t = torch.baddbmm(
+            bias[None, :, None].to(value.dtype),
+            weight.to(value.dtype).expand(batch, -1, -1),
+            value.transpose(1, 2))
+        if key_padding_mask is not None:
+            value_t = value_t.masked_fill(key_padding_mask[:, None], 0.0)
+        return value_t.view(batch * self.num_heads,
+                            self.embed_dims // self.num_heads, -1)
 
     def mmcv_forward(self, query, *args, **kwargs):
         """mmcv's forward (same arguments), in float32 where it would run in

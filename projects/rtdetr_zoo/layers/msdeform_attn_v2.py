@@ -247,16 +247,7 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
                 f'{tuple(reference_points.shape)}')
         batch, num_query, _ = query.shape
         heads = self.num_heads
-        head_dims = self.embed_dims // heads
-        # (B, C, N) = W (C, C) @ value^T (B, C, N) + b: no transpose copy.
-        weight, bias = self.value_proj.weight, self.value_proj.bias
-        value_t = torch.baddbmm(
-            bias[None, :, None].to(value.dtype),
-            weight.to(value.dtype).expand(batch, -1, -1),
-            value.transpose(1, 2))
-        if key_padding_mask is not None:
-            value_t = value_t.masked_fill(key_padding_mask[:, None], 0.0)
-        value_t = value_t.view(batch * heads, head_dims, -1)
+        value_t = self.project_values(value, key_padding_mask)
         # (B * heads, Q, P, 2)
         locations = self.sampling_locations(query, reference_points) \
             .transpose(1, 2).flatten(0, 1)
