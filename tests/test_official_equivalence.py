@@ -18,6 +18,7 @@ from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 
 from .utils import (OFFICIAL_FIXTURE, REPO_ROOT,
+                    assert_aligned_outputs_match,
                     assert_detections_match_official,
                     build_detector_from_config, requires_official_fixture)
 
@@ -141,16 +142,10 @@ def test_outputs_match_official(fixture, model_and_report, layout):
     for b in range(images.size(0)):
         min_dist, index = _align(
             init_ref[b], fixture['init_ref_points_unact'][b].sigmoid())
-        same = min_dist < 1e-5
-        assert (~same).sum() <= MAX_SWAPPED_QUERIES[layout]
-        index = index[same]
-        assert index.unique().numel() == index.numel()
-        torch.testing.assert_close(cls_scores[-1][b][index],
-                                   fixture['pred_logits'][b][same],
-                                   atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(bbox_preds[-1][b][index],
-                                   fixture['pred_boxes'][b][same],
-                                   atol=1e-4, rtol=1e-4)
+        assert_aligned_outputs_match(
+            cls_scores[-1][b], bbox_preds[-1][b], (min_dist < 1e-5, index),
+            {k: fixture[k][b] for k in ('pred_logits', 'pred_boxes')},
+            MAX_SWAPPED_QUERIES[layout])
 
     results = model.bbox_head.predict_by_feat(
         cls_scores, bbox_preds, [s.metainfo for s in samples], rescale=True)

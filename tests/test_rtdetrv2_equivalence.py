@@ -20,7 +20,8 @@ from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 from rtdetr_zoo.layers import MultiScaleDeformableAttentionV2
 
-from .utils import (OFFICIAL_V2_FIXTURE, assert_detections_match_official,
+from .utils import (OFFICIAL_V2_FIXTURE, assert_aligned_outputs_match,
+                    assert_detections_match_official,
                     build_detector_from_config, requires_official_v2_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
@@ -177,16 +178,10 @@ def test_outputs_match_official(fixture, models, method, monkeypatch):
     for b in range(images.size(0)):
         min_dist, index = _align(bbox_preds[-1][b],
                                  reference['pred_boxes'][b])
-        same = min_dist < 1e-4
-        assert (~same).sum() <= MAX_UNMATCHED_QUERIES
-        index = index[same]
-        assert index.unique().numel() == index.numel()
-        torch.testing.assert_close(cls_scores[-1][b][index],
-                                   reference['pred_logits'][b][same],
-                                   atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(bbox_preds[-1][b][index],
-                                   reference['pred_boxes'][b][same],
-                                   atol=1e-4, rtol=1e-4)
+        assert_aligned_outputs_match(
+            cls_scores[-1][b], bbox_preds[-1][b], (min_dist < 1e-4, index),
+            {k: reference[k][b] for k in ('pred_logits', 'pred_boxes')},
+            MAX_UNMATCHED_QUERIES)
 
     results = model.bbox_head.predict_by_feat(
         cls_scores, bbox_preds, [s.metainfo for s in samples], rescale=True)

@@ -155,3 +155,23 @@ def assert_same_attention(ours, reference, make_inputs):
                                rtol=1e-5)
     for got, expected in zip(*grads):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def assert_aligned_outputs_match(cls_scores, bbox_preds, aligned, reference,
+                                 max_unmatched):
+    """One image's last-layer logits (Q, C) and boxes (Q, 4) equal an
+    official fixture's ``pred_logits`` / ``pred_boxes`` (1e-4) on the
+    queries aligned with it: ``aligned`` = (a bool (Q,) mask of the
+    reference queries found, the index (Q,) of ours for each); at most
+    ``max_unmatched`` reference queries may be missing (near-ties reorder
+    queries), and no query of ours is used twice."""
+    same, index = aligned
+    assert (~same).sum() <= max_unmatched
+    index = index[same]
+    assert index.unique().numel() == index.numel()
+    torch.testing.assert_close(cls_scores[index],
+                               reference['pred_logits'][same],
+                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(bbox_preds[index],
+                               reference['pred_boxes'][same],
+                               atol=1e-4, rtol=1e-4)
