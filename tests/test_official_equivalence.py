@@ -13,14 +13,14 @@ import sys
 import pytest
 import torch
 
-from mmdet.structures import DetDataSample
 from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 
 from .utils import (OFFICIAL_FIXTURE, REPO_ROOT,
                     assert_aligned_outputs_match,
                     assert_detections_match_official,
-                    build_detector_from_config, requires_official_fixture)
+                    build_detector_from_config, official_test_samples,
+                    requires_official_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
 
@@ -131,11 +131,7 @@ def test_outputs_match_official(fixture, model_and_report, layout):
     for ours, ref in zip(encoder_feats, fixture['encoder_feats']):
         torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
 
-    samples = []
-    for w, h in fixture['orig_sizes'].tolist():
-        samples.append(DetDataSample(metainfo=dict(
-            img_shape=(640, 640), batch_input_shape=(640, 640),
-            ori_shape=(h, w), scale_factor=(640 / w, 640 / h))))
+    samples = official_test_samples(fixture['orig_sizes'])
     head_inputs = model.forward_transformer(encoder_feats, samples)
     cls_scores, bbox_preds = model.bbox_head(**head_inputs)
     init_ref = head_inputs['references'][0]

@@ -22,7 +22,8 @@ from rtdetr_zoo.layers import MultiScaleDeformableAttentionV2
 
 from .utils import (OFFICIAL_V2_FIXTURE, assert_aligned_outputs_match,
                     assert_detections_match_official,
-                    build_detector_from_config, requires_official_v2_fixture)
+                    build_detector_from_config, official_test_samples,
+                    requires_official_v2_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
 CONFIGS = dict(default='rtdetrv2_r18vd_120e_coco',
@@ -168,11 +169,7 @@ def test_outputs_match_official(fixture, models, method, monkeypatch):
         for ours, ref in zip(encoder_feats, reference['encoder_feats']):
             torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
 
-    samples = []
-    for w, h in fixture['orig_sizes'].tolist():
-        samples.append(DetDataSample(metainfo=dict(
-            img_shape=(640, 640), batch_input_shape=(640, 640),
-            ori_shape=(h, w), scale_factor=(640 / w, 640 / h))))
+    samples = official_test_samples(fixture['orig_sizes'])
     head_inputs = model.forward_transformer(encoder_feats, samples)
     cls_scores, bbox_preds = model.bbox_head(**head_inputs)
     for b in range(images.size(0)):

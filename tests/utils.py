@@ -175,3 +175,12 @@ def assert_aligned_outputs_match(cls_scores, bbox_preds, aligned, reference,
     torch.testing.assert_close(bbox_preds[index],
                                reference['pred_boxes'][same],
                                atol=1e-4, rtol=1e-4)
+
+
+def official_test_samples(orig_sizes):
+    """Data samples of an official fixture's 640x640 test inputs, one per
+    original ``[w, h]`` in ``orig_sizes`` (rescaled back to it)."""
+    return [DetDataSample(metainfo=dict(
+        img_shape=(640, 640), batch_input_shape=(640, 640),
+        ori_shape=(h, w), scale_factor=(640 / w, 640 / h)))
+        for w, h in orig_sizes.tolist()]
