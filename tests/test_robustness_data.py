@@ -123,8 +123,8 @@ def _coco(tmp_path, categories, annotations, images=None, classes=None,
                    categories=categories), open(tmp_path / 'a.json', 'w'))
     init_default_scope('mmdet')
     cfg = dict(type='CheckedCocoDataset', ann_file=str(tmp_path / 'a.json'),
-               data_prefix=dict(img=''), pipeline=[],
-               filter_cfg=dict(filter_empty_gt=False), **kwargs)
+               data_prefix=dict(img=''), pipeline=[], **kwargs)
+    cfg.setdefault('filter_cfg', dict(filter_empty_gt=False))
     if classes is not None:
         cfg['metainfo'] = dict(classes=classes)
     return DATASETS.build(cfg)
@@ -173,6 +173,19 @@ def test_bad_boxes_are_clipped_or_dropped_and_counted(tmp_path, log_file):
     assert '1 images have no valid box left and train as background' in log
     # ids 3, 7, 9 (gaps, not starting at 1) map to labels 0..2
     assert ds.cat_ids == [3, 7, 9] and 'category ids [3, 7, 9]' in log
+
+
+def test_class_without_boxes_loads_for_training(tmp_path):
+    """A class none of whose boxes is in the json (a COCO subset) is
+    valid: mmdet's filter reads every class's images, which used to raise
+    a bare KeyError."""
+    anns = [_ann(1, 1, [1, 1, 5, 5]), _ann(2, 2, [1, 1, 5, 5])]
+    for filter_empty_gt in (False, True):
+        ds = _coco(tmp_path, CATS, anns, classes=('cat', 'dog', 'fox'),
+                   filter_cfg=dict(filter_empty_gt=filter_empty_gt))
+        assert ds.cat_img_map == {3: [1, 2], 7: [], 9: []}
+        assert [d['img_id'] for d in ds] == \
+            ([1, 2] if filter_empty_gt else [1, 2, 3])
 
 
 def test_category_mismatches_fail_at_start(tmp_path, log_file):

@@ -154,8 +154,11 @@ class CheckedCocoDataset(CocoDataset):
             self.coco.dataset.get('categories', []), self.metainfo['classes'],
             self.ann_file, ann_counts)
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
-        self.cat_img_map = {k: list(v)
-                            for k, v in self.coco.cat_img_map.items()}
+        # Every class, also one without boxes (mmdet's filter_data reads
+        # each class's images).
+        self.cat_img_map = {
+            cat_id: list(self.coco.cat_img_map.get(cat_id, ()))
+            for cat_id in self.cat_ids}
         self._box_events = defaultdict(list)
         self._background_images = []
         data_list, ann_ids = [], []
