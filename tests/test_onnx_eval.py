@@ -19,8 +19,8 @@ from rtdetr_zoo.apis import load_detector
 from rtdetr_zoo.deploy import (bgr_to_onnx_input, build_evaluator,
                                build_test_dataset, compare_detections,
                                create_ort_session, evaluate_onnx,
-                               iter_onnx_predictions, quantize_onnx, run_ort,
-                               train_image_paths)
+                               export_onnx, iter_onnx_predictions,
+                               quantize_onnx, run_ort, train_image_paths)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO_ROOT, 'configs', 'rtdetr_r18vd_raccoon.py')
@@ -187,3 +187,37 @@ def test_calibration_images_come_from_the_training_set(monkeypatch):
         osp.join(REPO_ROOT, 'data', 'raccoon', 'coco', 'train.json'))
         ['images']}
     assert {osp.basename(p) for p in paths} <= train
+
+
+def test_int8_of_the_discrete_rtdetrv2_graph(tmp_path):
+    """RT-DETRv2 with discrete sampling quantizes like RT-DETR: the INT8
+    graph still has no GridSample, the decoder's value projection (the
+    memory the index gather reads) is quantized, and the detections stay
+    close to the fp32 graph's."""
+    torch.manual_seed(0)
+    config = osp.join(REPO_ROOT, 'configs', 'rtdetrv2_r18vd_dsp_raccoon.py')
+    model = load_detector(config, cfg_options=TINY_DICT)
+    model.init_weights()
+    model.eval()
+    fp32 = str(tmp_path / 'dsp.onnx')
+    export_onnx(model, fp32, SIZE)
+    info = quantize_onnx(fp32, str(tmp_path / 'dsp_int8.onnx'),
+                         train_image_paths(config, 4, TINY_DICT))
+    assert info['num_calib_images'] == 4
+    nodes = onnx.load(info['path']).graph.node
+    assert 'GridSample' not in {node.op_type for node in nodes}
+    quantized = {name for node in nodes if node.op_type == 'DequantizeLinear'
+                 for name in node.output}
+    # (MatMul + Add, fused into a Gemm by the quantizer's pre-processing)
+    value_proj = [node for node in nodes if node.op_type in ('MatMul', 'Gemm')
+                  and '/cross_attn/value_proj/' in node.name]
+    assert value_proj and all(set(node.input[:2]) <= quantized
+                              for node in value_proj)
+    image = mmcv.imresize(mmcv.imread(IMAGE), SIZE[::-1])
+    fp32_out = run_ort(create_ort_session(fp32), bgr_to_onnx_input(image))
+    int8_out = run_ort(create_ort_session(info['path']),
+                       bgr_to_onnx_input(image))
+    assert np.isfinite(int8_out[1]).all() and np.isfinite(int8_out[2]).all()
+    assert np.abs(fp32_out[2][0] - int8_out[2][0]).max() < 0.05
+    overlap = (box_iou(int8_out[1][0], fp32_out[1][0]).max(1) > 0.5).mean()
+    assert overlap >= 0.5, overlap

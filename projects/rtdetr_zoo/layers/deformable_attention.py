@@ -87,13 +87,20 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
 
         (B, C, N) = W (C, C) @ value^T (B, C, N) + b: a transposed operand
         for the matmul instead of a transpose copy, so each level is a view.
+        In ONNX export it is the ``value_proj`` module followed by a
+        transpose: a MatMul with its weight as a constant, named
+        ``.../value_proj/MatMul``, which the INT8 quantizer's default scopes
+        select and quantize per channel (``deploy/quantize.py``).
         """
         batch = value.size(0)
-        weight, bias = self.value_proj.weight, self.value_proj.bias
-        value_t = torch.baddbmm(
-            bias[None, :, None].to(value.dtype),
-            weight.to(value.dtype).expand(batch, -1, -1),
-            value.transpose(1, 2))
+        if torch.onnx.is_in_onnx_export():
+            value_t = self.value_proj(value).transpose(1, 2)
+        else:
+            weight, bias = self.value_proj.weight, self.value_proj.bias
+            value_t = torch.baddbmm(
+                bias[None, :, None].to(value.dtype),
+                weight.to(value.dtype).expand(batch, -1, -1),
+                value.transpose(1, 2))
         if key_padding_mask is not None:
             value_t = value_t.masked_fill(key_padding_mask[:, None], 0.0)
         return value_t.view(batch * self.num_heads,
