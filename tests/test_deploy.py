@@ -1,6 +1,7 @@
 """ONNX export (end-to-end, NMS-free) and ONNX Runtime parity, the
 benchmark's onnxruntime backend, FLOP counting and the model-zoo table, in
 the package and through their command lines."""
+import copy
 import json
 import os.path as osp
 import subprocess
@@ -93,22 +94,42 @@ def test_export_matches_pytorch(family, tmp_path):
         assert any(name.startswith('backbone') for name in info['deployed'])
 
 
-@pytest.mark.parametrize('name, has_grid_sample', [
-    ('rtdetrv2_r18vd_120e_coco.py', True),
-    ('rtdetrv2_r18vd_dsp_3x_coco.py', False),
-])
-def test_rtdetrv2_export_matches_pytorch(name, has_grid_sample, tmp_path):
+# RT-DETRv2: the official R18 release configs and every zoo variant's v2
+# twin, with bilinear ('default') and discrete sampling; a zoo twin is made
+# discrete the way _base_/models/rtdetrv2_dsp.py does it.
+RTDETRV2_EXPORTS = [
+    ('rtdetrv2_r18vd_120e_coco.py', 'default'),
+    ('rtdetrv2_r18vd_dsp_3x_coco.py', 'discrete'),
+    ('rtdetrv2_r18vd_dysample.py', 'default'),
+    ('rtdetrv2_rmt_t.py', 'default'),
+    ('rtdetrv2_mnv4_conv_s_bifpn.py', 'default'),
+    ('rtdetrv2_mnv4_conv_s_bifpn.py', 'discrete'),
+    ('rtdetrv2_riformer_s12.py', 'default'),
+    ('rtdetrv2_bhvit.py', 'default'),
+    ('rtdetrv2_hgnetv2_l_coco.py', 'default'),
+]
+
+
+@pytest.mark.parametrize('name, method', RTDETRV2_EXPORTS)
+def test_rtdetrv2_export_matches_pytorch(name, method, tmp_path):
     """RT-DETRv2 exports (its attention in plain PyTorch ops) and ONNX
-    Runtime reproduces ``model.predict``; with discrete sampling the graph
-    has no GridSample node (the official dsp models' point: runtimes
-    without grid_sample)."""
+    Runtime reproduces ``model.predict`` on a non-square image; with
+    discrete sampling the graph has no GridSample node (the official dsp
+    models' point: runtimes without grid_sample). RIFormer is exported
+    re-parameterised."""
     torch.manual_seed(0)
-    model = load_detector(osp.join(REPO_ROOT, 'configs', name), None, TINY)
+    options = copy.deepcopy(TINY)
+    options['model']['decoder']['layer_cfg'] = dict(
+        cross_attn_cfg=dict(method=method))
+    model = load_detector(osp.join(REPO_ROOT, 'configs', name), None,
+                          options)
     shape = (96, 128)
     out = str(tmp_path / 'model.onnx')
-    export_onnx(model, out, shape)
+    info = export_onnx(model, out, shape)
     ops = {node.op_type for node in onnx.load(out).graph.node}
-    assert ('GridSample' in ops) == has_grid_sample
+    assert ('GridSample' in ops) == (method == 'default')
+    if 'riformer' in name:
+        assert any(n.startswith('backbone') for n in info['deployed'])
     image = resized_image(*shape)
     reference = torch_predict(model, image)
     labels, boxes, scores = run_ort(create_ort_session(out),

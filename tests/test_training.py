@@ -122,3 +122,70 @@ def test_mim_train_runs_the_plugin(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert osp.isfile(tmp_path / 'iter_1.pth')
+
+
+def _coco_layout(root, images):
+    """A COCO 2017 folder (``annotations/instances_{train,val}2017.json``,
+    ``train2017/``, ``val2017/``) with the 80 COCO categories, holding
+    raccoon images whose raccoons are labelled 'bear'."""
+    from mmdet.datasets import CocoDataset
+
+    from rtdetr_zoo.datasets.voc_to_coco import parse_voc_xml
+    names = CocoDataset.METAINFO['classes']
+    categories = [dict(id=i + 1, name=n) for i, n in enumerate(names)]
+    raccoon = osp.join(REPO_ROOT, 'data', 'raccoon')
+    os.makedirs(osp.join(root, 'annotations'))
+    for split, stems in images.items():
+        os.makedirs(osp.join(root, f'{split}2017'))
+        coco = dict(images=[], annotations=[], categories=categories)
+        for image_id, stem in enumerate(stems, 1):
+            record = parse_voc_xml(
+                osp.join(raccoon, 'annotations', f'{stem}.xml'),
+                osp.join(raccoon, 'images'))
+            os.symlink(osp.join(raccoon, 'images', record['file_name']),
+                       osp.join(root, f'{split}2017', record['file_name']))
+            coco['images'].append(dict(
+                id=image_id, file_name=record['file_name'],
+                width=record['width'], height=record['height']))
+            for _, (x1, y1, x2, y2) in record['objects']:
+                coco['annotations'].append(dict(
+                    id=len(coco['annotations']) + 1, image_id=image_id,
+                    category_id=names.index('bear') + 1, iscrowd=0,
+                    bbox=[x1, y1, x2 - x1, y2 - y1],
+                    area=(x2 - x1) * (y2 - y1)))
+        with open(osp.join(root, 'annotations',
+                           f'instances_{split}2017.json'), 'w') as f:
+            json.dump(coco, f)
+
+
+def test_rtdetrv2_coco_config_trains_through_tools_train(tmp_path):
+    """`python tools/train.py configs/rtdetrv2_r18vd_120e_coco.py` on a COCO
+    folder: the official recipe's pieces run (the official optimizer
+    groups, the COCO augmentations, which StopAugmentationHook removes at
+    the stop epoch, here moved to the second of two epochs), the model is
+    evaluated with CocoMetric and a checkpoint is written. Only the sizes
+    change: 4 training images in batches of 2, no pretrained backbone."""
+    root = str(tmp_path / 'coco')
+    _coco_layout(root, {'train': [f'raccoon-{i}' for i in (1, 2, 3, 4)],
+                        'val': ['raccoon-5', 'raccoon-6']})
+    work_dir = str(tmp_path / 'work')
+    options = [f'{loader}.dataset.data_root={root}/'
+               for loader in ('train_dataloader', 'val_dataloader',
+                              'test_dataloader')]
+    options += [f'{evaluator}.ann_file={root}/annotations/'
+                'instances_val2017.json'
+                for evaluator in ('val_evaluator', 'test_evaluator')]
+    options += [f'{loader}.{key}'
+                for loader in ('train_dataloader', 'val_dataloader')
+                for key in ('num_workers=0', 'persistent_workers=False')]
+    options += ['train_dataloader.batch_size=2', 'train_cfg.max_epochs=2',
+                'custom_hooks.1.stop_epoch=1', 'model.backbone.init_cfg=None',
+                'default_hooks.logger.interval=1']
+    log = _run(['tools/train.py', 'configs/rtdetrv2_r18vd_120e_coco.py',
+                '--work-dir', work_dir, '--cfg-options', *options])
+    assert 'optimizer parameter groups (tensors):' in log
+    assert ("epoch 2: augmentations stopped (stop_epoch=1): "
+            "['PhotoMetricDistortion', 'Expand', 'RandomApply']") in log
+    assert 'Epoch(train) [2][2/2]' in log
+    assert log.count('coco/bbox_mAP:') == 2
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
