@@ -124,38 +124,37 @@ def test_mim_train_runs_the_plugin(tmp_path):
     assert osp.isfile(tmp_path / 'iter_1.pth')
 
 
-def _coco_layout(root, images):
-    """A COCO 2017 folder (``annotations/instances_{train,val}2017.json``,
-    ``train2017/``, ``val2017/``) with the 80 COCO categories, holding
-    raccoon images whose raccoons are labelled 'bear'."""
+def _coco_layout(root, num_images):
+    """The first ``num_images`` raccoon images as a COCO 2017 folder
+    (``annotations/instances_{train,val}2017.json``, ``train2017/``,
+    ``val2017/``): converted by ``convert_voc_to_coco`` (a third for val),
+    with the 80 COCO categories and the raccoons labelled 'bear'."""
     from mmdet.datasets import CocoDataset
 
-    from rtdetr_zoo.datasets.voc_to_coco import parse_voc_xml
+    from rtdetr_zoo.datasets import convert_voc_to_coco
+    raccoon = osp.join(REPO_ROOT, 'data', 'raccoon')
+    voc = osp.join(root, 'voc')
+    os.makedirs(osp.join(voc, 'annotations'))
+    os.symlink(osp.join(raccoon, 'images'), osp.join(voc, 'images'))
+    for i in range(1, num_images + 1):
+        os.symlink(osp.join(raccoon, 'annotations', f'raccoon-{i}.xml'),
+                   osp.join(voc, 'annotations', f'raccoon-{i}.xml'))
     names = CocoDataset.METAINFO['classes']
     categories = [dict(id=i + 1, name=n) for i, n in enumerate(names)]
-    raccoon = osp.join(REPO_ROOT, 'data', 'raccoon')
+    splits = convert_voc_to_coco(voc, osp.join(root, 'voc_coco'),
+                                 val_ratio=1 / 3)
     os.makedirs(osp.join(root, 'annotations'))
-    for split, stems in images.items():
-        os.makedirs(osp.join(root, f'{split}2017'))
-        coco = dict(images=[], annotations=[], categories=categories)
-        for image_id, stem in enumerate(stems, 1):
-            record = parse_voc_xml(
-                osp.join(raccoon, 'annotations', f'{stem}.xml'),
-                osp.join(raccoon, 'images'))
-            os.symlink(osp.join(raccoon, 'images', record['file_name']),
-                       osp.join(root, f'{split}2017', record['file_name']))
-            coco['images'].append(dict(
-                id=image_id, file_name=record['file_name'],
-                width=record['width'], height=record['height']))
-            for _, (x1, y1, x2, y2) in record['objects']:
-                coco['annotations'].append(dict(
-                    id=len(coco['annotations']) + 1, image_id=image_id,
-                    category_id=names.index('bear') + 1, iscrowd=0,
-                    bbox=[x1, y1, x2 - x1, y2 - y1],
-                    area=(x2 - x1) * (y2 - y1)))
+    for split, path in splits.items():
+        with open(path) as f:
+            coco = json.load(f)
+        coco['categories'] = categories
+        for ann in coco['annotations']:
+            ann['category_id'] = names.index('bear') + 1
         with open(osp.join(root, 'annotations',
                            f'instances_{split}2017.json'), 'w') as f:
             json.dump(coco, f)
+        os.symlink(osp.join(raccoon, 'images'),
+                   osp.join(root, f'{split}2017'))
 
 
 def test_rtdetrv2_coco_config_trains_through_tools_train(tmp_path):
@@ -166,8 +165,7 @@ def test_rtdetrv2_coco_config_trains_through_tools_train(tmp_path):
     evaluated with CocoMetric and a checkpoint is written. Only the sizes
     change: 4 training images in batches of 2, no pretrained backbone."""
     root = str(tmp_path / 'coco')
-    _coco_layout(root, {'train': [f'raccoon-{i}' for i in (1, 2, 3, 4)],
-                        'val': ['raccoon-5', 'raccoon-6']})
+    _coco_layout(root, num_images=6)
     work_dir = str(tmp_path / 'work')
     options = [f'{loader}.dataset.data_root={root}/'
                for loader in ('train_dataloader', 'val_dataloader',
