@@ -69,14 +69,11 @@ def test_required_families_exist():
     assert {'r18vd', 'dysample'} <= set(PRESENT)
 
 
-@pytest.mark.parametrize('family', sorted(PRESENT))
-def test_export_matches_pytorch(family, tmp_path):
-    """The exported graph run by ONNX Runtime reproduces ``model.predict``
-    of the (non-deployed) PyTorch model on a real image."""
-    torch.manual_seed(0)
-    model = load_detector(PRESENT[family], None, TINY)
-    shape = (96, 96)
-    out = str(tmp_path / 'model.onnx')
+def export_and_check_parity(model, shape, out):
+    """Export ``model`` (30 detections) at ``shape`` (H, W) to ``out`` and
+    check that ONNX Runtime reproduces ``model.predict`` of the
+    (non-deployed) PyTorch model on a real image: boxes and scores within
+    1e-4. Returns the export info."""
     info = export_onnx(model, out, shape)
     assert info['topk'] == 30
     image = resized_image(*shape)
@@ -90,6 +87,17 @@ def test_export_matches_pytorch(family, tmp_path):
     assert stats['ok'], stats
     assert stats['num_checked'] >= 25
     assert stats['max_box_diff'] < 1e-4 and stats['max_score_diff'] < 1e-4
+    return info
+
+
+@pytest.mark.parametrize('family', sorted(PRESENT))
+def test_export_matches_pytorch(family, tmp_path):
+    """The exported graph run by ONNX Runtime reproduces ``model.predict``
+    of the (non-deployed) PyTorch model on a real image."""
+    torch.manual_seed(0)
+    model = load_detector(PRESENT[family], None, TINY)
+    info = export_and_check_parity(model, (96, 96),
+                                   str(tmp_path / 'model.onnx'))
     if family == 'riformer_s12_deploy':
         assert any(name.startswith('backbone') for name in info['deployed'])
 
@@ -123,22 +131,12 @@ def test_rtdetrv2_export_matches_pytorch(name, method, tmp_path):
         cross_attn_cfg=dict(method=method))
     model = load_detector(osp.join(REPO_ROOT, 'configs', name), None,
                           options)
-    shape = (96, 128)
     out = str(tmp_path / 'model.onnx')
-    info = export_onnx(model, out, shape)
+    info = export_and_check_parity(model, (96, 128), out)
     ops = {node.op_type for node in onnx.load(out).graph.node}
     assert ('GridSample' in ops) == (method == 'default')
     if 'riformer' in name:
         assert any(n.startswith('backbone') for n in info['deployed'])
-    image = resized_image(*shape)
-    reference = torch_predict(model, image)
-    labels, boxes, scores = run_ort(create_ort_session(out),
-                                    bgr_to_onnx_input(image))
-    stats = compare_detections(reference, (labels[0], boxes[0], scores[0]),
-                               shape)
-    assert stats['ok'], stats
-    assert stats['num_checked'] >= 25
-    assert stats['max_box_diff'] < 1e-4 and stats['max_score_diff'] < 1e-4
 
 
 def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):
