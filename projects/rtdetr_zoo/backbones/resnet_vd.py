@@ -14,7 +14,7 @@ from mmengine.model import BaseModule
 
 from mmdet.registry import MODELS
 
-from ..deploy.official_converter import rename_official_key
+from ..engine.official_converter import rename_official_key
 from ..layers import conv_bn
 from .base import BackboneContract
 

@@ -1,10 +1,11 @@
 """Deployment: end-to-end ONNX export and ONNX Runtime inference, COCO
 evaluation of an exported graph, static INT8 quantization, RIFormer
-re-parameterisation, conversion of official RT-DETR checkpoints."""
-from .official_converter import (RENAMES,  # noqa: F401
-                                 convert_official_checkpoint,
-                                 convert_official_state_dict,
-                                 rename_official_key)
+re-parameterisation; the conversion of official RT-DETR checkpoints
+(:mod:`rtdetr_zoo.engine.official_converter`, beside checkpoint reading) is
+re-exported for the converter tools."""
+from ..engine.official_converter import (  # noqa: F401
+    RENAMES, convert_official_checkpoint, convert_official_state_dict,
+    rename_official_key)
 from .onnx_export import (DEFAULT_OPSET, RTDETROnnxWrapper,  # noqa: F401
                           bgr_to_onnx_input, check_onnx, compare_detections,
                           create_ort_session, default_input_shape,

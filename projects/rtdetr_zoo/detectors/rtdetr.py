@@ -9,8 +9,8 @@ from mmdet.models.detectors import DINO
 from mmdet.models.detectors.deformable_detr import DeformableDETR
 from mmdet.registry import MODELS
 
-from ..deploy.official_converter import convert_official_state_dict
 from ..engine.checkpoint import extract_state_dict
+from ..engine.official_converter import convert_official_state_dict
 from ..layers import RTDETRTransformerDecoder, conv_bn
 from ..layers.denoising import BatchedCdnQueryGenerator
 from ..layers.folded_conv_bn import FoldedConvBNForward
@@ -206,7 +206,7 @@ class RTDETR(DINO):
     def convert_official_layout(self, state_dict):
         """Convert an official RT-DETR state dict (official key names) to
         ours, with the converter's mapping
-        (:func:`~rtdetr_zoo.deploy.official_converter.convert_official_state_dict`).
+        (:func:`~rtdetr_zoo.engine.official_converter.convert_official_state_dict`).
 
         Class-dependent tensors whose shape differs from this model's
         (fine-tuning to another number of classes) are left out, so they

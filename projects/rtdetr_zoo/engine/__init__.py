@@ -1,8 +1,11 @@
-"""Training-engine components: checkpoint reading, the runner, optimizer
+"""Training-engine components: checkpoint reading and the conversion of
+official RT-DETR layouts on load, the runner, optimizer
 wrappers and parameter groups, hooks, CPU DDP."""
 from .checkpoint import (CHECKPOINT_SAFE_GLOBALS,  # noqa: F401
                          checkpoint_safe_globals, extract_state_dict,
                          read_checkpoint)
+from .official_converter import (  # noqa: F401
+    convert_official_checkpoint, convert_official_state_dict)
 from .distributed import (CPUDistributedDataParallel,  # noqa: F401
                           setup_cpu_distributed)
 from .hooks import (DatasetCheckHook, NonFiniteLossHook,  # noqa: F401
