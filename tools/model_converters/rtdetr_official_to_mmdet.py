@@ -14,7 +14,7 @@ import argparse
 
 from mmengine.logging import print_log
 
-from rtdetr_zoo.deploy import convert_official_checkpoint
+from rtdetr_zoo.engine import convert_official_checkpoint
 
 
 def main():

@@ -50,7 +50,6 @@ import time
 import psutil
 import torch
 
-from ..deploy import create_ort_session, graph_input_shape
 from . import timed_step
 from .timed_step import (PARTS, PROTOCOL_PREFIX,  # noqa: F401
                          OnnxRuntimeRunner, PeakRSS, TimedStep, build_model,
@@ -87,6 +86,8 @@ class OnnxFileRunner:
     """
 
     def __init__(self, path, num_threads=None, seed=0):
+        # deploy/ imports onnx: loaded only when an ONNX graph is timed.
+        from ..deploy import create_ort_session, graph_input_shape
         if not osp.isfile(path):
             raise FileNotFoundError(f'ONNX file not found: {path}')
         self.path = path

@@ -33,7 +33,6 @@ from datetime import datetime
 import torch
 
 from ..apis import load_config
-from ..deploy import switch_to_deploy
 from .benchmark import (BACKENDS, build_model, make_inputs, time_alternately,
                         timed)
 from .flops import config_complexity
@@ -118,6 +117,9 @@ def measure_latency(configs, shape, cfg_options, backends, warmup, iters,
     """Median latency (ms) of every config and backend at batch 1 and
     (H, W) = ``shape``, deploy paths applied, runs alternating over all
     (config, backend) pairs; ``{config: {backend: ms}}``."""
+    # deploy/ imports onnx: loaded only when the table is measured.
+    from ..deploy import switch_to_deploy
+
     def name(config, backend):
         return f'{osp.basename(config)} {backend}'
 

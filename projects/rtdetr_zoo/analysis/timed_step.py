@@ -42,7 +42,6 @@ from mmengine.structures import InstanceData
 
 from mmdet.structures import DetDataSample
 from rtdetr_zoo.apis import load_detector
-from rtdetr_zoo.deploy import create_ort_session, export_onnx
 
 PARTS = ('backbone', 'detector')
 MODES = ('infer', 'train')
@@ -149,6 +148,8 @@ class OnnxRuntimeRunner:
     ``(labels, boxes, scores)``."""
 
     def __init__(self, model, inputs, samples):
+        # deploy/ imports onnx: loaded only for the onnxruntime backend.
+        from rtdetr_zoo.deploy import create_ort_session, export_onnx
         if samples is None:
             raise ValueError('--backend onnxruntime times the whole detector '
                              '(the exported graph); use --part detector')
