@@ -1,9 +1,11 @@
-"""HGNetv2 backbone of RT-DETR-L (the ``rtdetr-l`` baseline of the seeds).
+"""HGNetv2 backbone of RT-DETR-L and RT-DETR-X (the ``rtdetr-l`` baseline of
+the seeds, and ``rtdetr-x``).
 
-Reproduces the Ultralytics ``rtdetr-l.yaml`` backbone (PP-HGNetV2-L as used
-by RT-DETR, Zhao et al., CVPR 2024): an HG stem, then four stages of
-HG blocks (a chain of convs whose outputs are all concatenated, squeezed and
-excited by 1x1 convs), with depthwise stride-2 convs between the stages.
+Reproduces the Ultralytics ``rtdetr-l.yaml`` / ``rtdetr-x.yaml`` backbones
+(PP-HGNetV2-L / X as used by RT-DETR, Zhao et al., CVPR 2024): an HG stem,
+then four stages of HG blocks (a chain of convs whose outputs are all
+concatenated, squeezed and excited by 1x1 convs), with depthwise stride-2
+convs between the stages.
 """
 import re
 from collections import OrderedDict
@@ -127,15 +129,19 @@ class HGBlock(nn.Module):
 
 @MODELS.register_module()
 class HGNetv2(BackboneContract, BaseModule):
-    """HGNetv2 backbone (``arch='L'``: RT-DETR-L / Ultralytics rtdetr-l).
+    """HGNetv2 backbone (``arch='L'``: RT-DETR-L / Ultralytics rtdetr-l;
+    ``arch='X'``: RT-DETR-X / Ultralytics rtdetr-x).
 
     Stage settings ``(in, mid, out, num_blocks, kernel, light, downsample)``;
     every block has 6 convs; blocks after the first in a stage are residual.
-    Four stages at strides 4/8/16/32.
+    Four stages at strides 4/8/16/32. The settings are those of the
+    official ``PPHGNetV2`` ``name='L'`` / ``'X'`` (lyuwenyu/RT-DETR,
+    ``rtdetrv2_pytorch/src/nn/backbone/hgnetv2.py``) and of the Ultralytics
+    YAMLs (``ultralytics/cfg/models/rt-detr/rtdetr-{l,x}.yaml``).
 
     Args:
-        arch (str | dict): ``'L'`` or a dict with ``stem`` (in, mid, out) and
-            ``stages`` (list of the tuples above).
+        arch (str | dict): ``'L'``, ``'X'`` or a dict with ``stem`` (in,
+            mid, out) and ``stages`` (list of the tuples above).
         out_indices (Sequence[int]): Stages to output (0-based, negatives
             count from the end). RT-DETR uses ``(1, 2, 3)``.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
@@ -156,6 +162,12 @@ class HGNetv2(BackboneContract, BaseModule):
                     (128, 96, 512, 1, 3, False, True),
                     (512, 192, 1024, 3, 5, True, True),
                     (1024, 384, 2048, 1, 5, True, True)]),
+        'X': dict(
+            stem=(3, 32, 64),
+            stages=[(64, 64, 128, 1, 3, False, False),
+                    (128, 128, 512, 2, 3, False, True),
+                    (512, 256, 1024, 5, 5, True, True),
+                    (1024, 512, 2048, 2, 5, True, True)]),
     }
     smallest_cfg = dict(arch='L')
 

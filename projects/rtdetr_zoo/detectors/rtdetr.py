@@ -10,7 +10,9 @@ from mmdet.models.detectors.deformable_detr import DeformableDETR
 from mmdet.registry import MODELS
 
 from ..engine.checkpoint import extract_state_dict
-from ..engine.official_converter import convert_official_state_dict
+from ..engine.official_converter import (convert_official_state_dict,
+                                         convert_ultralytics_state_dict,
+                                         is_ultralytics_layout)
 from ..layers import RTDETRTransformerDecoder, conv_bn
 from ..layers.denoising import BatchedCdnQueryGenerator
 from ..layers.folded_conv_bn import FoldedConvBNForward
@@ -204,9 +206,11 @@ class RTDETR(DINO):
         self.channels_last = False
 
     def convert_official_layout(self, state_dict):
-        """Convert an official RT-DETR state dict (official key names) to
-        ours, with the converter's mapping
-        (:func:`~rtdetr_zoo.engine.official_converter.convert_official_state_dict`).
+        """Convert an official RT-DETR state dict (official key names) or an
+        Ultralytics RT-DETR one (``rtdetr-l.pt`` / ``rtdetr-x.pt``:
+        ``model.<layer>.*``) to ours, with the converters' mappings
+        (:func:`~rtdetr_zoo.engine.official_converter.convert_official_state_dict`,
+        :func:`~rtdetr_zoo.engine.official_converter.convert_ultralytics_state_dict`).
 
         Class-dependent tensors whose shape differs from this model's
         (fine-tuning to another number of classes) are left out, so they
@@ -214,11 +218,16 @@ class RTDETR(DINO):
 
         Returns:
             dict: the converted state dict, or ``state_dict`` itself when it
-            is not in the official layout.
+            is in neither layout.
         """
-        if not any(k.startswith(OFFICIAL_KEY_PREFIXES) for k in state_dict):
+        if is_ultralytics_layout(state_dict):
+            source = 'an Ultralytics RT-DETR'
+            converted, dropped = convert_ultralytics_state_dict(state_dict)
+        elif any(k.startswith(OFFICIAL_KEY_PREFIXES) for k in state_dict):
+            source = 'an official RT-DETR'
+            converted, dropped = convert_official_state_dict(state_dict)
+        else:
             return state_dict
-        converted, dropped = convert_official_state_dict(state_dict)
         own = self.state_dict()
         reinitialised = [
             k for k, v in converted.items()
@@ -226,7 +235,7 @@ class RTDETR(DINO):
             and v.shape != own[k].shape
         ]
         logger = MMLogger.get_current_instance()
-        logger.info(f'RTDETR: converted an official RT-DETR checkpoint '
+        logger.info(f'RTDETR: converted {source} checkpoint '
                     f'({len(state_dict)} tensors -> {len(converted)}); '
                     f'dropped: {sorted(dropped)}')
         if reinitialised:

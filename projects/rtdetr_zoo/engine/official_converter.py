@@ -17,14 +17,27 @@ an official key with no mapping is an error, so nothing is silently lost.
 {'module': ...}}``, ``model``, ``state_dict`` or a bare state dict) and
 writes ``{'state_dict': ..., 'meta': {...}}``, loadable by ``load_from`` /
 ``tools/test.py``.
+
+Ultralytics' RT-DETR (``rtdetr-l.pt``, ``rtdetr-x.pt``, read by
+:func:`~rtdetr_zoo.engine.ultralytics_checkpoint.read_ultralytics_checkpoint`)
+is the official RT-DETR-L / X written as a YAML layer list
+(``ultralytics/cfg/models/rt-detr/rtdetr-{l,x}.yaml``): ``model.0`` the
+HGStem, then the HGNetv2 stages (``DWConv`` down-sampling, ``HGBlock``\ s),
+the hybrid encoder as single layers (``Conv`` input projections and lateral
+convs, ``AIFI``, ``RepC3`` fusion blocks, stride-2 ``Conv``\ s) and the
+``RTDETRDecoder`` last, whose names are the official decoder's.
+:func:`convert_ultralytics_state_dict` recognises each layer by its tensors
+(:func:`ultralytics_layer_kind`), gives it its place in our model and maps
+the decoder through the official names; every tensor is accounted for.
 """
 import os
 import os.path as osp
 import re
+from typing import Iterable, Mapping, Optional, Tuple
 
 import torch
 
-from ..engine.checkpoint import extract_state_dict, read_checkpoint
+from .checkpoint import extract_state_dict, read_checkpoint
 
 # (pattern on the official key, replacement in our model), applied in order;
 # the first match wins. Norm renames (``norm`` -> ``bn``) follow.
@@ -92,6 +105,28 @@ def rename_official_key(key):
     return None
 
 
+def convert_official_key(key: str, num_layers: int) -> Optional[str]:
+    """Our key for an official ``key`` (``None`` without a mapping): the
+    encoder's query-selection heads ``decoder.enc_score_head`` /
+    ``enc_bbox_head`` are our class and box branches number ``num_layers``
+    (the number of decoder layers), everything else is
+    :func:`rename_official_key`."""
+    if key.startswith('decoder.enc_score_head.'):
+        return key.replace('decoder.enc_score_head.',
+                           f'bbox_head.cls_branches.{num_layers}.')
+    if m := re.match(r'decoder\.enc_bbox_head\.layers\.(\d+)\.(.*)', key):
+        return (f'bbox_head.reg_branches.{num_layers}.{2 * int(m[1])}.'
+                f'{m[2]}')
+    return rename_official_key(key)
+
+
+def _num_decoder_layers(state_dict, score_head_prefix):
+    """1 + the highest ``<score_head_prefix><i>.`` index in the keys."""
+    pattern = re.compile(re.escape(score_head_prefix) + r'(\d+)\.')
+    return 1 + max((int(m[1]) for k in state_dict
+                    if (m := pattern.match(k))), default=-1)
+
+
 def convert_official_state_dict(official):
     """Map an official RT-DETR or RT-DETRv2 state dict to ours.
 
@@ -107,10 +142,7 @@ def convert_official_state_dict(official):
             silently lost).
     """
     converted, dropped, unknown = {}, {}, []
-    num_layers = 1 + max(
-        (int(m[1]) for k in official
-         if (m := re.match(r'decoder\.dec_score_head\.(\d+)\.', k))),
-        default=-1)
+    num_layers = _num_decoder_layers(official, 'decoder.dec_score_head.')
     for key, value in official.items():
         value = value.float() if value.is_floating_point() else value
         if key == 'decoder.denoising_class_embed.weight':
@@ -121,20 +153,11 @@ def convert_official_state_dict(official):
                 'denoising embedding; mmdet\'s CdnQueryGenerator has no '
                 'padding entry')
             continue
-        if key.startswith('decoder.enc_score_head.'):
-            converted[key.replace('decoder.enc_score_head.',
-                                  f'bbox_head.cls_branches.{num_layers}.')] \
-                = value
-            continue
-        if m := re.match(r'decoder\.enc_bbox_head\.layers\.(\d+)\.(.*)', key):
-            converted[f'bbox_head.reg_branches.{num_layers}.'
-                      f'{2 * int(m[1])}.{m[2]}'] = value
-            continue
         if re.match(r'decoder\.(anchors|valid_mask)$', key) or \
                 re.match(r'encoder\.pos_embed\d+$', key):
             dropped[key] = 'cached buffer, recomputed by our model'
             continue
-        new = rename_official_key(key)
+        new = convert_official_key(key, num_layers)
         if new is None:
             unknown.append(key)
         else:
@@ -142,6 +165,187 @@ def convert_official_state_dict(official):
     if unknown:
         raise KeyError(f'no mapping for official keys: {unknown}')
     return converted, dropped
+
+
+# ---------------------------------------------------------------------------
+# Ultralytics RT-DETR (ultralytics/cfg/models/rt-detr/rtdetr-{l,x}.yaml)
+# ---------------------------------------------------------------------------
+
+#: A key that only an Ultralytics RT-DETR state dict has: the decoder's class
+#: heads inside the YAML layer list (``model.28.`` in rtdetr-l, ``model.32.``
+#: in rtdetr-x).
+ULTRALYTICS_DECODER_KEY = re.compile(r'model\.(\d+)\.dec_score_head\.')
+
+# (pattern, replacement) on the key inside one Ultralytics layer, by the
+# layer's module (ultralytics/nn/modules/{block,conv,transformer}.py); the
+# first match wins, a key without match has no mapping. ``Conv`` is conv +
+# ``bn`` (+ act), as our ``conv_bn`` ConvModule; ``LightConv`` (1x1 conv1,
+# depthwise conv2) and ``RepConv`` (3x3 conv1, 1x1 conv2) have our names.
+ULTRALYTICS_LAYER_RENAMES = {
+    'HGStem': [(r'^(stem(?:1|2a|2b|3|4)\.(?:conv|bn)\.)', r'\1')],
+    'HGBlock': [(r'^m\.(\d+)\.((?:conv[12]\.)?(?:conv|bn)\.)', r'convs.\1.\2'),
+                (r'^sc\.((?:conv|bn)\.)', r'squeeze.\1'),
+                (r'^ec\.((?:conv|bn)\.)', r'excite.\1')],
+    'Conv': [(r'^((?:conv|bn)\.)', r'\1')],
+    # AIFI = TransformerEncoderLayer: nn.MultiheadAttention ``ma``, FFN
+    # fc1 / fc2, post-norms norm1 / norm2.
+    'AIFI': [(r'^ma\.((?:in_proj_weight|in_proj_bias)$|out_proj\.)',
+              r'self_attn.attn.\1'),
+             (r'^fc1\.', 'ffn.layers.0.0.'), (r'^fc2\.', 'ffn.layers.1.'),
+             (r'^norm([12])\.', lambda m: f'norms.{int(m[1]) - 1}.')],
+    'RepC3': [(r'^cv([123])\.((?:conv|bn)\.)', r'conv\1.\2'),
+              (r'^m\.(\d+)\.(conv[12]\.(?:conv|bn)\.)', r'bottlenecks.\1.\2')],
+}
+#: BatchNorm epsilon of every Ultralytics model (``initialize_weights`` in
+#: ``ultralytics/utils/torch_utils.py`` sets it on each ``nn.BatchNorm2d``,
+#: and it is pickled with the model) and of ours (mmcv / torch default).
+ULTRALYTICS_BN_EPS = 1e-3
+BN_EPS = 1e-5
+
+# The layers after the backbone, in YAML order (the same in rtdetr-l and
+# rtdetr-x): (module, where it goes in our model). Upsample and Concat
+# layers hold no tensors.
+ULTRALYTICS_HEAD = (
+    ('Conv', 'neck.input_proj.2.'),
+    ('AIFI', 'neck.encoder.0.encoder.layers.0.'),
+    ('Conv', 'neck.lateral_convs.0.'), ('Conv', 'neck.input_proj.1.'),
+    ('RepC3', 'neck.fpn_blocks.0.'), ('Conv', 'neck.lateral_convs.1.'),
+    ('Conv', 'neck.input_proj.0.'), ('RepC3', 'neck.fpn_blocks.1.'),
+    ('Conv', 'neck.downsample_convs.0.'), ('RepC3', 'neck.pan_blocks.0.'),
+    ('Conv', 'neck.downsample_convs.1.'), ('RepC3', 'neck.pan_blocks.1.'),
+    ('RTDETRDecoder', ''))
+
+
+def is_ultralytics_layout(state_dict: Iterable[str]) -> bool:
+    """Whether a state dict uses Ultralytics' RT-DETR names
+    (``model.<i>.dec_score_head.*``)."""
+    return any(ULTRALYTICS_DECODER_KEY.match(k) for k in state_dict)
+
+
+def ultralytics_layer_kind(keys: Iterable[str]) -> Optional[str]:
+    """The Ultralytics module of one layer from its keys (the part after
+    ``model.<i>.``): ``'HGStem'``, ``'HGBlock'``, ``'Conv'`` (also
+    ``DWConv``), ``'AIFI'``, ``'RepC3'``, ``'RTDETRDecoder'``, or ``None``
+    for anything else."""
+    keys = set(keys)
+    if any(k.startswith('dec_score_head.') for k in keys):
+        return 'RTDETRDecoder'
+    for kind, marker in (('HGStem', 'stem1.conv.weight'),
+                         ('HGBlock', 'sc.conv.weight'),
+                         ('AIFI', 'ma.in_proj_weight'),
+                         ('RepC3', 'cv1.conv.weight')):
+        if marker in keys:
+            return kind
+    if 'conv.weight' in keys and all(k.startswith(('conv.', 'bn.'))
+                                     for k in keys):
+        return 'Conv'
+    return None
+
+
+def _ultralytics_layer_prefixes(layers):
+    """``{layer index: (module, our prefix)}`` for the layers (``{index:
+    keys}``) of an Ultralytics RT-DETR: the backbone (HGStem, then per
+    stage an optional down-sampling ``Conv`` and its ``HGBlock``\\ s, as
+    :class:`~rtdetr_zoo.backbones.HGNetv2` numbers them in ``stages.s``),
+    then :data:`ULTRALYTICS_HEAD`.
+
+    Raises:
+        KeyError: The layers do not form that structure.
+    """
+    indices = sorted(layers)
+    kinds = [ultralytics_layer_kind(layers[i]) for i in indices]
+    num_backbone = len(indices) - len(ULTRALYTICS_HEAD)
+    head_kinds = [kind for kind, _ in ULTRALYTICS_HEAD]
+    if num_backbone < 2 or kinds[num_backbone:] != head_kinds or \
+            kinds[0] != 'HGStem' or \
+            not set(kinds[1:num_backbone]) <= {'Conv', 'HGBlock'}:
+        raise KeyError(
+            f'not the Ultralytics RT-DETR layout of rtdetr-l / rtdetr-x '
+            f'(HGStem, Conv / HGBlock stages, then {head_kinds}): layers '
+            f'{dict(zip(indices, kinds))}')
+    prefixes = {indices[0]: ('HGStem', 'backbone.stem.')}
+    # A stage starts at its down-sampling conv, or right after the stem.
+    stage, position, previous = -1, 0, 'HGStem'
+    for index, kind in zip(indices[1:num_backbone], kinds[1:num_backbone]):
+        if kind == 'Conv' or previous == 'HGStem':
+            stage, position = stage + 1, 0
+        prefixes[index] = (kind, f'backbone.stages.{stage}.{position}.')
+        position, previous = position + 1, kind
+    for index, (kind, prefix) in zip(indices[num_backbone:],
+                                     ULTRALYTICS_HEAD):
+        prefixes[index] = (kind, prefix)
+    return prefixes
+
+
+def _ultralytics_decoder_key(key, num_layers):
+    """Our key for a key inside Ultralytics' ``RTDETRDecoder``: the input
+    projections are ``input_proj.i.{0,1}`` (conv, BN), the denoising
+    embedding is ``nn.Embedding(nc, hd)`` as mmdet's (no padding row); the
+    rest has the official decoder's names (:func:`convert_official_key`)."""
+    if m := re.match(r'input_proj\.(\d+)\.([01])\.(.*)', key):
+        return f'input_proj.{m[1]}.{("conv", "bn")[int(m[2])]}.{m[3]}'
+    if key == 'denoising_class_embed.weight':
+        return 'dn_query_generator.label_embedding.weight'
+    return convert_official_key('decoder.' + key, num_layers)
+
+
+def convert_ultralytics_state_dict(
+        ultralytics: Mapping[str, torch.Tensor]) -> Tuple[dict, dict]:
+    """Map an Ultralytics RT-DETR state dict (``rtdetr-l`` / ``rtdetr-x``,
+    names of ``RTDETRDetectionModel.state_dict()``) to ours.
+
+    Args:
+        ultralytics (Mapping[str, Tensor]): The Ultralytics model's
+            weights.
+
+    BatchNorm variances are shifted by ``ULTRALYTICS_BN_EPS - BN_EPS``:
+    Ultralytics normalises by ``sqrt(var + 1e-3)``, our BatchNorms by
+    ``sqrt(var + 1e-5)``, so the eval-mode outputs stay Ultralytics'.
+
+    Returns:
+        tuple[dict, dict]: the converted state dict (fp32) and ``dropped``
+        (``{key: reason}``; empty: Ultralytics keeps no cached buffers in
+        its state dict).
+
+    Raises:
+        KeyError: The layers are not the rtdetr-l / rtdetr-x structure, or
+            a key has no mapping (listed).
+    """
+    layers = {}
+    for key in ultralytics:
+        m = re.match(r'model\.(\d+)\.(.+)', key)
+        if m is None:
+            raise KeyError(f'no mapping for Ultralytics key {key} (keys are '
+                           f'model.<layer>.*)')
+        layers.setdefault(int(m[1]), []).append(m[2])
+    prefixes = _ultralytics_layer_prefixes(layers)
+    decoder_index = max(layers)
+    num_layers = _num_decoder_layers(layers[decoder_index], 'dec_score_head.')
+    converted, unknown = {}, []
+    for key, value in ultralytics.items():
+        m = re.match(r'model\.(\d+)\.(.+)', key)
+        kind, prefix = prefixes[int(m[1])]
+        new = None
+        if kind == 'RTDETRDecoder':
+            new = _ultralytics_decoder_key(m[2], num_layers)
+        else:
+            for pattern, repl in ULTRALYTICS_LAYER_RENAMES[kind]:
+                renamed, count = re.subn(pattern, repl, m[2])
+                if count:
+                    new = prefix + renamed
+                    break
+        if new is None:
+            unknown.append(key)
+            continue
+        value = value.float() if value.is_floating_point() else value
+        if key.endswith('.running_var'):
+            # The same eval-mode BatchNorm with our epsilon:
+            # var + 1e-3 = (var + 1e-3 - 1e-5) + 1e-5.
+            value = value + (ULTRALYTICS_BN_EPS - BN_EPS)
+        converted[new] = value
+    if unknown:
+        raise KeyError(f'no mapping for Ultralytics keys: {unknown}')
+    return converted, {}
 
 
 def convert_official_checkpoint(src, dst):
@@ -159,8 +363,44 @@ def convert_official_checkpoint(src, dst):
     """
     official = extract_state_dict(read_checkpoint(src), source=src)
     state_dict, dropped = convert_official_state_dict(official)
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=dict(converted_from=src)),
-               dst)
+    _save_converted(state_dict, dst, dict(converted_from=src))
     return dict(num_official=len(official), num_converted=len(state_dict),
                 dropped=dropped)
+
+
+def convert_ultralytics_checkpoint(src: str, dst: str) -> dict:
+    """Convert the Ultralytics RT-DETR checkpoint file ``src``
+    (``rtdetr-l.pt``, ``rtdetr-x.pt`` or a training ``best.pt``, read
+    without unpickling code) and save it as ``dst``, with the file's
+    Ultralytics version and class names in ``meta``.
+
+    Returns:
+        dict: ``num_ultralytics`` (tensors read), ``num_converted``
+        (tensors written) and ``dropped`` (``{key: reason}``).
+
+    Raises:
+        FileNotFoundError, RuntimeError: ``src`` missing or unreadable
+            (:func:`read_checkpoint`).
+        TypeError: ``src`` holds no state dict.
+        KeyError: ``src`` is not an Ultralytics RT-DETR layout, or a key
+            without mapping.
+    """
+    checkpoint = read_checkpoint(src)
+    ultralytics = extract_state_dict(checkpoint, source=src)
+    if not is_ultralytics_layout(ultralytics):
+        raise KeyError(
+            f'{src} is not an Ultralytics RT-DETR checkpoint (no '
+            f'model.<i>.dec_score_head.* key; first keys: '
+            f'{list(ultralytics)[:5]})')
+    state_dict, dropped = convert_ultralytics_state_dict(ultralytics)
+    meta = dict(checkpoint.get('meta') or {}, converted_from=src)
+    _save_converted(state_dict, dst, meta)
+    return dict(num_ultralytics=len(ultralytics),
+                num_converted=len(state_dict), dropped=dropped)
+
+
+def _save_converted(state_dict, dst, meta):
+    """Write ``{'state_dict': ..., 'meta': ...}`` to ``dst`` (its folder
+    made if needed)."""
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    torch.save(dict(state_dict=state_dict, meta=meta), dst)
