@@ -15,6 +15,7 @@ from mmengine.registry import RUNNERS
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from rtdetr_zoo.apis import enable_bf16_testing
+from rtdetr_zoo.engine import setup_cpu_distributed
 
 
 def parse_args():
@@ -68,6 +69,8 @@ def main():
               else [cfg.test_evaluator]),
             dict(type='DumpDetResults', out_file_path=args.out)
         ]
+    if args.launcher != 'none':
+        setup_cpu_distributed(cfg)
     # Honours the config's runner_type (RTDETRRunner in
     # configs/_base_/default_runtime.py), as mmdet's tools/train.py does.
     runner = RUNNERS.build(cfg)

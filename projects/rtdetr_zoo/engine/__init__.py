@@ -2,10 +2,14 @@
 official RT-DETR layouts on load, the runner, optimizer
 wrappers and parameter groups, hooks, CPU DDP."""
 from .checkpoint import (CHECKPOINT_SAFE_GLOBALS,  # noqa: F401
-                         checkpoint_safe_globals, extract_state_dict,
-                         read_checkpoint)
+                         ENCODED_TYPE_KEY, checkpoint_safe_globals,
+                         decode_checkpoint_objects,
+                         encode_checkpoint_objects, extract_state_dict,
+                         read_checkpoint, register_checkpoint_safe_globals)
 from .official_converter import (  # noqa: F401
-    convert_official_checkpoint, convert_official_state_dict)
+    convert_official_checkpoint, convert_official_state_dict,
+    convert_ultralytics_checkpoint, convert_ultralytics_state_dict)
+from .ultralytics_checkpoint import read_ultralytics_checkpoint  # noqa: F401
 from .distributed import (CPUDistributedDataParallel,  # noqa: F401
                           setup_cpu_distributed)
 from .hooks import (DatasetCheckHook, NonFiniteLossHook,  # noqa: F401
@@ -15,4 +19,4 @@ from .optim_wrapper import (CPUCapableAmpOptimWrapper,  # noqa: F401
                             NonFiniteGuardMixin, NonFiniteGuardOptimWrapper,
                             accelerator_available)
 from .param_groups import RegexParamGroupsConstructor  # noqa: F401
-from .runner import RTDETRRunner  # noqa: F401
+from .runner import RTDETRRunner, WeightsOnlyCheckpointHook  # noqa: F401
