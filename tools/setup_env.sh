@@ -5,8 +5,10 @@
 #
 # Installs the pinned, verified stack into the active Python interpreter:
 # torch 2.12.1 + torchvision 0.27.1, mmengine 0.10.7, mmcv 2.1.0 built from
-# source with ops, mmdet 3.3.0, mmpretrain 1.2.0, openmim 0.3.9, and this
-# project in editable mode. A second run only checks versions (seconds); the
+# source with ops, mmdet 3.3.0, mmpretrain 1.2.0, openmim 0.3.9, tensorboard,
+# and this project in editable mode; then the git-ignored virtual environment
+# .venvs/transformers5 (this interpreter's packages plus transformers 5, for
+# tests/test_packaging.py). A second run only checks versions (seconds); the
 # compiled mmcv wheel is reused from pip's wheel cache on a re-install.
 set -euo pipefail
 
@@ -16,9 +18,10 @@ PIP=("$PYTHON" -m pip install --disable-pip-version-check)
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-# Prints the installed version of a distribution, or nothing.
+# installed_version DIST [PYTHON]: the version of DIST installed for PYTHON
+# (default: $PYTHON), or nothing.
 installed_version() {
-  "$PYTHON" - "$1" <<'PY' 2>/dev/null || true
+  "${2:-$PYTHON}" - "$1" <<'PY' 2>/dev/null || true
 import sys
 from importlib.metadata import version, PackageNotFoundError
 try:
@@ -77,6 +80,8 @@ ensure psutil 7.2.2
 ensure onnx 1.23.2
 ensure onnxruntime 1.32.0
 ensure onnxsim 0.8.1
+# TensorBoard for mmengine's TensorboardVisBackend (visualizer.vis_backends).
+ensure tensorboard 2.21.0
 # Re-assert the setuptools pin in case a dependency moved it.
 ensure setuptools 80.9.0
 
@@ -87,6 +92,20 @@ if [ "$here" = "$(realpath "$REPO_ROOT/projects/rtdetr_zoo/__init__.py")" ]; the
 else
   log "installing rtdetr_zoo (editable) from $REPO_ROOT"
   "${PIP[@]}" --no-deps --no-build-isolation -e "$REPO_ROOT"
+fi
+
+# transformers 5 (which many users have) breaks mmpretrain 1.2's multimodal
+# models, imported by mmdet; tests/test_packaging.py imports and trains in
+# this environment. 5.24.0: 5.25.0 needs kernels>=0.19.1, not on the index yet.
+TF5_VENV="$REPO_ROOT/.venvs/transformers5"
+TF5_VERSION=5.24.0
+if [ -x "$TF5_VENV/bin/python" ] \
+    && [ "$(installed_version transformers "$TF5_VENV/bin/python")" = "$TF5_VERSION" ]; then
+  log "transformers $TF5_VERSION already installed in $TF5_VENV"
+else
+  log "creating $TF5_VENV (system site-packages + transformers==$TF5_VERSION)"
+  "$PYTHON" -m venv --system-site-packages "$TF5_VENV"
+  "$TF5_VENV/bin/python" -m pip install --disable-pip-version-check "transformers==$TF5_VERSION"
 fi
 
 "$PYTHON" - <<'PY'
