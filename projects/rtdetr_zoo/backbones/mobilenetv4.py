@@ -394,9 +394,9 @@ class MobileNetV4(BackboneContract, BaseModule):
     """MobileNetV4 (Qin et al., ECCV 2024) as an mmdet backbone.
 
     Stem (3x3 s2 conv-BN-act) and four stages at strides 4/8/16/32. With
-    ``last_convs=True`` (default, as TF's ``layer5`` and the seed's backbone)
-    the stride-32 stage ends with 1x1 conv-BN-act layers to 960 and 1280
-    channels; the ImageNet classifier is never built.
+    ``last_convs=True`` (default, as TF's ``layer5`` and the blog post's
+    backbone) the stride-32 stage ends with 1x1 conv-BN-act layers to 960
+    and 1280 channels; the ImageNet classifier is never built.
 
     Args:
         arch (str | dict): ``'conv_small'``, ``'conv_medium'``,

@@ -187,9 +187,9 @@ class RMT(BackboneContract, BaseModule):
         out_norm (bool): LayerNorm on every output (official detection
             backbone's ``extra_norms``).
         ffn_dwconv (bool): 3x3 depthwise conv inside the FFN (official RMT;
-            the seed's copy has none).
+            the blog post's copy has none).
         use_rope (bool): xPos-style rotation of q/k (official RMT; absent
-            from the seed's copy). No parameters either way.
+            from the blog post's copy). No parameters either way.
         with_cp (bool): Gradient checkpointing of the blocks.
         decay_cache_size (int): Feature sizes whose decay masks each stage
             caches.

@@ -3,10 +3,11 @@
 :func:`read_checkpoint` loads a local file or a URL (``http(s)://``,
 ``open-mmlab://``, ``torchvision://``, ``timm://`` (registered here), ...
 through mmengine's ``CheckpointLoader``; ``http(s)://`` is re-registered
-here, since mmengine's loader unpickles downloads with ``weights_only=False``)
-with ``torch.load``'s weights-only unpickler, allowing exactly the extra types that mmengine 0.10.7 training
-checkpoints carry (:data:`CHECKPOINT_SAFE_GLOBALS`: numpy arrays and
-scalars, mmengine's ``HistoryBuffer``). Nothing else is unpickled, so no
+here, since mmengine's loader unpickles downloads in full) with
+``torch.load``'s weights-only unpickler, allowing exactly the extra types
+that mmengine 0.10.7 training checkpoints carry
+(:data:`CHECKPOINT_SAFE_GLOBALS`: numpy arrays and scalars, mmengine's
+``HistoryBuffer``). Nothing else is unpickled, so no
 switch back to full pickle loading is needed.
 :func:`register_checkpoint_safe_globals` (called when ``rtdetr_zoo`` is
 imported) adds that allowance to torch's safe-globals list, so that
