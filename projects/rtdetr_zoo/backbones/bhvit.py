@@ -1,6 +1,6 @@
 """CCRINet: the MSGDC / CCRI backbone of the RT-DETR + BHViT blog post.
 
-Reproduces the backbone of the seed's Ultralytics YAML, which puts BHViT's
+Reproduces the backbone of the blog's Ultralytics YAML, which puts BHViT's
 token mixer (MSGDC; Gao et al., "BHViT: Binarized Hybrid Vision
 Transformer", CVPR 2025, https://arxiv.org/abs/2503.02394) into an RT-DETR
 backbone of CSP blocks (``CCRI``)::
@@ -28,7 +28,7 @@ from mmdet.registry import MODELS
 from ..layers.msgdc import CCRI, MSGDC
 from .base import BackboneContract
 
-# Ultralytics scales of the seed's YAML: [depth, width, max_channels].
+# Ultralytics scales of the blog's YAML: [depth, width, max_channels].
 ARCH_SCALES = {
     'n': (0.33, 0.25, 1024),
     's': (0.33, 0.50, 1024),
@@ -37,18 +37,18 @@ ARCH_SCALES = {
     'x': (1.00, 1.25, 512),
 }
 STEM_WIDTHS = (64, 128)
-# (width, CCRI repeats, CCRI shortcut) of stages 1-3, as in the seed's YAML.
+# (width, CCRI repeats, CCRI shortcut) of stages 1-3, as in the blog's YAML.
 STAGE_SETTINGS = ((256, 4, True), (512, 4, True), (1024, 2, False))
 STRIDES = (4, 8, 16, 32)
 
 
 @MODELS.register_module()
 class CCRINet(BackboneContract, BaseModule):
-    """MSGDC + CCRI backbone (the seed's RT-DETR "BHViT token mixer" model).
+    """MSGDC + CCRI backbone (the blog's RT-DETR "BHViT token mixer" model).
 
     Args:
         arch (str | dict): Ultralytics scale ``'n'``, ``'s'``, ``'m'``,
-            ``'l'`` (the seed's) or ``'x'``, or a dict with ``depth``,
+            ``'l'`` (the blog's) or ``'x'``, or a dict with ``depth``,
             ``width`` and ``max_channels``. Defaults to ``'l'``.
         in_channels (int): Image channels. Defaults to 3.
         out_indices (Sequence[int]): Stages to return (0-based, negatives
@@ -59,7 +59,7 @@ class CCRINet(BackboneContract, BaseModule):
             (the MSGDC LayerNorms have no running statistics).
         ccri_cfg (dict, optional): Overrides of the CCRI arguments shared by
             all stages (``k``, ``lightconv``, ``scale``, ``e``, ``act``,
-            ``mixer_norm_cfg``). Defaults: the seed's ``k=3``,
+            ``mixer_norm_cfg``). Defaults: the blog's ``k=3``,
             ``lightconv=True`` (MSGDC bottlenecks), ``scale=2.0``, ``e=0.5``.
         mixer_norm_cfg (dict): Norm of the stride-4 MSGDC token mixer.
             Defaults to LN over channels (as BHViT).

@@ -223,7 +223,7 @@ class CCRI(BaseModule):
     ``a, b = split(cv1(x))``; ``b_i = Bottleneck_i(b_{i-1})`` for i = 1..n;
     ``out = cv2(concat(a, b_0, b_1, ..., b_n))`` (C2f-style dense concat).
 
-    Args (the seed's signature, in its order):
+    Args (the blog's signature, in its order):
         c1 (int): Input channels.
         c2 (int): Output channels.
         k (int): Kernel size of the bottlenecks' spatial mixer (the MSGDC

@@ -220,7 +220,7 @@ class MaSA(nn.Module):
 class RetentionFFN(nn.Module):
     """fc1 -> GELU -> (+ 3x3 depthwise conv, residual) -> fc2 on (B, H, W, C).
 
-    The depthwise conv is part of the official RMT (``subconv``); the seed's
+    The depthwise conv is part of the official RMT (``subconv``); the blog's
     copy disables it (``dwconv=False``).
     """
 

@@ -1,4 +1,4 @@
-"""RT-DETR encoder with BiFPN weighted fusion (the seed's
+"""RT-DETR encoder with BiFPN weighted fusion (the blog's
 ``rtdetr-MobileNetv4-BiFPN`` neck).
 
 BiFPN: Tan et al., "EfficientDet: Scalable and Efficient Object Detection",
@@ -34,7 +34,7 @@ class BiFPNHybridEncoder(BaseModule):
 
     ``up`` is the configured up-sampler (nearest x2), ``down`` a 3x3 stride-2
     conv-norm-act. With the defaults and in_channels ``[32, 64, 96, 1280]``
-    this is the seed's head (its layers 5-25) with the decoder left out.
+    this is the blog's head (its layers 5-25) with the decoder left out.
 
     Args:
         in_channels (Sequence[int]): Channels of the input levels, finest
@@ -49,7 +49,7 @@ class BiFPNHybridEncoder(BaseModule):
         expansion (float): Hidden width ratio of the RepC3 blocks.
         act_cfg (dict): Activation of the convs. Defaults to SiLU.
         weight_act (str): Fusion weight activation: ``'relu'`` (fast
-            normalised fusion, default) or ``'swish'`` (the seed's).
+            normalised fusion, default) or ``'swish'`` (the blog's).
         fusion_eps (float): Fusion normalisation epsilon. Defaults to 1e-4.
         eval_spatial_size (tuple[int, int], optional): (H, W) of the input
             image at a fixed evaluation size (AIFI caches its embedding).
