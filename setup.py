@@ -51,8 +51,8 @@ setup(
     cmdclass={'build_py': BuildPyWithMimFiles},
     python_requires='>=3.11',
     # What the package imports at top level (onnx and onnxruntime are
-    # imported by rtdetr_zoo.deploy only; psutil by rtdetr_zoo.analysis,
-    # behind tools/analysis/).
+    # imported by rtdetr_zoo.deploy only). The checkout's tools/analysis/
+    # also needs psutil, which tools/setup_env.sh installs.
     install_requires=[
         'mmdet==3.3.0',
         'mmpretrain==1.2.0',
@@ -64,7 +64,6 @@ setup(
         'pillow',
         'opencv-python',
         'pyyaml',
-        'psutil',
     ],
     extras_require={
         'deploy': ['onnx==1.23.2', 'onnxruntime==1.32.0', 'onnxsim==0.8.1'],

@@ -1,6 +1,6 @@
-# RT-DETR with a MobileNetV4-ConvLarge backbone and the seed's BiFPN neck: as
-# configs/rtdetr_mnv4_conv_s_bifpn.py with another backbone (and the neck's
-# input widths).
+# RT-DETR with a MobileNetV4-ConvLarge backbone and the blog post's BiFPN
+# neck: as configs/rtdetr_mnv4_conv_s_bifpn.py with another backbone (and the
+# neck's input widths).
 #   python tools/train.py configs/rtdetr_mnv4_conv_l_bifpn.py
 _base_ = './rtdetr_mnv4_conv_s_bifpn.py'
 

@@ -1,4 +1,4 @@
-# RT-DETR-MobileNetV4-ConvSmall-BiFPN, the seed's model
+# RT-DETR-MobileNetV4-ConvSmall-BiFPN, the blog post's model
 # (_base_/models/rtdetr_mnv4_conv_s_bifpn.py), on COCO; from scratch.
 #   python tools/train.py configs/rtdetr_mnv4_conv_s_bifpn.py
 _base_ = [

@@ -5,4 +5,6 @@ _base_ = [
     './_base_/models/rtdetr_r18vd_dysample.py', './_base_/raccoon_setting.py'
 ]
 
+# Merged into the inherited model, not a replacement (mmengine merges a
+# dict into the base's): only the raccoon setting's keys change.
 model = _base_.raccoon_model

@@ -4,6 +4,8 @@
 #   python tools/train.py configs/rtdetrv2_hgnetv2_l_coco.py
 _base_ = ['./rtdetr_hgnetv2_l_coco.py', './_base_/models/rtdetrv2.py']
 
+# Merged into the inherited RT-DETR model, not a replacement (mmengine
+# merges a dict into the base's): only the keys of `rtdetrv2_model` change.
 model = _base_.rtdetrv2_model
 # RT-DETRv2's stop epoch for the 72-epoch schedule (rtdetrv2_6x.py).
 custom_hooks = _base_.custom_hooks + [

@@ -12,6 +12,10 @@ _base_ = [
     './_base_/default_runtime.py'
 ]
 
+# Merged into the inherited dicts, not replacements (mmengine merges a dict
+# into the base's): the RT-DETR model changes only in the keys of
+# `rtdetrv2_model` and `data_preprocessor`, the schedule's AdamW gets
+# the official groups.
 # No multi-scale training (the official R18 configs: `scales: ~`).
 model = dict(_base_.rtdetrv2_model,
              data_preprocessor=dict(batch_augments=None))

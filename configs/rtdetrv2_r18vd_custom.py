@@ -6,5 +6,7 @@
 #       --cfg-options data_root=PATH data_format=yolo
 _base_ = ['./rtdetr_r18vd_custom.py', './_base_/models/rtdetrv2.py']
 
+# Merged into the inherited RT-DETR model, not a replacement (mmengine
+# merges a dict into the base's): only the keys of `rtdetrv2_model` change.
 model = _base_.rtdetrv2_model
 load_from = 'https://github.com/lyuwenyu/storage/releases/download/v0.2/rtdetrv2_r18vd_120e_coco_rerun_48.1.pth'  # noqa: E501

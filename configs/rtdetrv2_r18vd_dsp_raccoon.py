@@ -8,4 +8,6 @@
 #       --cfg-options load_from=<rtdetrv2_r18vd_raccoon checkpoint>
 _base_ = ['./rtdetr_r18vd_raccoon.py', './_base_/models/rtdetrv2_dsp.py']
 
+# Merged into the inherited RT-DETR model, not a replacement (mmengine
+# merges a dict into the base's): only the keys of `rtdetrv2_model` change.
 model = _base_.rtdetrv2_model

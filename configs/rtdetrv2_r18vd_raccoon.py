@@ -5,4 +5,6 @@
 #   python tools/train.py configs/rtdetrv2_r18vd_raccoon.py
 _base_ = ['./rtdetr_r18vd_raccoon.py', './_base_/models/rtdetrv2.py']
 
+# Merged into the inherited RT-DETR model, not a replacement (mmengine
+# merges a dict into the base's): only the keys of `rtdetrv2_model` change.
 model = _base_.rtdetrv2_model

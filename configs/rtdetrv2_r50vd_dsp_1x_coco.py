@@ -12,6 +12,9 @@ _base_ = [
     './_base_/default_runtime.py'
 ]
 
+# Merged into the inherited dicts, not replacements (mmengine merges a dict
+# into the base's): the RT-DETR model changes only in the keys of
+# `rtdetrv2_model`, the schedule's AdamW gets the official groups.
 model = _base_.rtdetrv2_model
 optim_wrapper = _base_.rtdetrv2_r50_optim_wrapper
 

@@ -20,13 +20,14 @@ The work is ``rtdetr_zoo.apis.draw_predictions``.
 import argparse
 import os.path as osp
 import sys
+from typing import List, Optional
 
 from mmengine.config import DictAction
 
 from rtdetr_zoo.apis import draw_predictions
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('inputs', help='an image file or a folder of images')
@@ -56,7 +57,7 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     outputs = draw_predictions(args.inputs, args.config, args.checkpoint,
                                args.out_dir, args.score_thr, args.device,

@@ -30,13 +30,14 @@ checkpoint. The work is rtdetr_zoo.video.annotate_video.
 import argparse
 import os.path as osp
 import sys
+from typing import List, Optional
 
 from mmengine.config import DictAction
 
 from rtdetr_zoo.video import annotate_video, output_kind
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('input', help='video file, camera index or image '
@@ -104,7 +105,7 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         annotate_video(

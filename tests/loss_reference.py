@@ -1,6 +1,6 @@
 """The training loss of RT-DETR-R18vd on a fixed batch with fixed weights and
-fixed denoising noise, stored before the CPU speed work (issue 14) so that
-every optimisation of the training step is checked against it.
+fixed denoising noise, stored before the CPU speed work (docs/performance.md)
+so that every optimisation of the training step is checked against it.
 
 Weights: the official fixture's (../shared/fixtures/rtdetr_r18vd_official.pt)
 converted to ours, with the all-zero tensors (the official init's zeroed

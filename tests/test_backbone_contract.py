@@ -67,10 +67,14 @@ def test_declares_the_contract(name):
 def test_outputs_have_declared_channels_and_ceil_shapes(name):
     model = build(name, out_indices=all_stages(name)).eval()
     outs = run(model)
-    info = model.feature_info
-    assert len(outs) == len(info) == model.num_stages
-    assert model.out_channels == [f['num_chs'] for f in info]
-    assert model.out_strides == [f['reduction'] for f in info]
+    assert len(outs) == len(model.feature_info) == model.num_stages
+    # A selection that skips stages declares, and outputs, the channels of
+    # the stages it selects.
+    ends = build(name, out_indices=(0, model.num_stages - 1)).eval()
+    end_outs = run(ends)
+    assert [o.shape for o in end_outs] == [outs[0].shape, outs[-1].shape]
+    assert ends.out_channels == [o.shape[1] for o in end_outs]
+    assert ends.out_strides == [model.out_strides[0], model.out_strides[-1]]
     strides = model.out_strides
     assert all(b == 2 * a for a, b in zip(strides, strides[1:])), strides
     for out, channels, stride in zip(outs, model.out_channels, strides):

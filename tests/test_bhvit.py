@@ -317,7 +317,7 @@ def test_configs():
     assert cfg.model.backbone.type == 'CCRINet'
     assert cfg.model.backbone.arch == 'l'
     assert cfg.model.neck.in_channels == [256, 512, 512]
-    assert round(3 * cfg.model.neck.depth_mult) == 2  # the seed's RepC4 x 2
+    assert round(3 * cfg.model.neck.depth_mult) == 2  # blog post: RepC4 x 2
     assert cfg.model.neck.get('csp_block_cfg') is None
     assert cfg.model.neck.num_encoder_layers == 1  # AIFI(1024, 8)
     assert cfg.model.neck.ffn_dim == 1024 and cfg.model.neck.num_heads == 8

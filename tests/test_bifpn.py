@@ -1,4 +1,5 @@
-"""Tests of the BiFPN weighted fusion and the seed's BiFPN RT-DETR encoder."""
+"""Tests of the BiFPN weighted fusion and the BiFPN RT-DETR encoder of the
+MobileNetV4 + BiFPN blog post (docs/mobilenetv4.md)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,7 @@ def test_fast_normalized_fusion_formula():
                                    (x0 + 3 * x1) / (4 + 1e-4))
 
 
-def test_swish_fusion_reproduces_seed_normalisation():
+def test_swish_fusion_reproduces_blog_post_normalisation():
     fusion = WeightedFusion(3, weight_act='swish')
     with torch.no_grad():
         fusion.weight.copy_(torch.tensor([0.5, -1.0, 2.0]))
@@ -75,7 +76,7 @@ def test_relu_fusion_weights_stay_non_negative_after_training(num_inputs):
     weights = fusion.normalized_weights().detach()
     assert (weights >= 0).all() and weights.sum() <= 1
     assert weights[0] > 0.99
-    # The swish variant of the seed goes negative under the same training.
+    # The blog post's swish variant goes negative under the same training.
     swish = WeightedFusion(num_inputs, weight_act='swish')
     optimizer = torch.optim.SGD(swish.parameters(), lr=50.0)
     optimizer.zero_grad()
@@ -97,14 +98,14 @@ def test_fusion_bad_arguments():
 # BiFPN encoder
 
 
-def test_seed_topology_and_parameter_count():
-    # The seed's head layers 1-21 (everything but the RT-DETR decoder) on a
-    # MobileNetV4-ConvSmall: 13,053,196 parameters.
+def test_blog_post_topology_and_parameter_count():
+    # The blog post's head layers 1-21 (everything but the RT-DETR decoder)
+    # on a MobileNetV4-ConvSmall: 13,053,196 parameters.
     neck = BiFPNHybridEncoder(in_channels=[32, 64, 96, 1280])
-    seed_layers = [328192, 789760, 66048, 16896, 25088, 66048, 2, 2101248, 2,
+    blog_layers = [328192, 789760, 66048, 16896, 25088, 66048, 2, 2101248, 2,
                    2101248, 74240, 3, 2101248, 590336, 3, 2101248, 590336, 2,
                    2101248]
-    assert num_params(neck) == sum(seed_layers) == 13_053_196
+    assert num_params(neck) == sum(blog_layers) == 13_053_196
     assert [f.num_inputs for f in neck.td_fusions] == [2, 2]
     assert [f.num_inputs for f in neck.bu_fusions] == [3, 3, 2]
     blocks = list(neck.td_blocks) + list(neck.bu_blocks)
@@ -152,11 +153,12 @@ def test_neck_bad_arguments():
 
 
 # --------------------------------------------------------------------------
-# The seed's detector
+# The blog post's detector
 
 
-def test_seed_detector_parameter_count():
-    # Seed: "rtdetr-MobileNetv4-BiFPN summary: 19,463,904 parameters" (nc=1).
+def test_blog_post_detector_parameter_count():
+    # The blog post prints "rtdetr-MobileNetv4-BiFPN summary: 19,463,904
+    # parameters" (nc=1).
     model = build_detector_from_config(
         'rtdetr_mnv4_conv_s_bifpn', small=False,
         **{'model.bbox_head.num_classes': 1})
@@ -165,7 +167,7 @@ def test_seed_detector_parameter_count():
     assert num_params(model.neck) == 13_053_196
 
 
-def test_seed_detector_loss_and_predict():
+def test_blog_post_detector_loss_and_predict():
     torch.manual_seed(0)
     model = build_detector_from_config('rtdetr_mnv4_conv_s_bifpn')
     losses, results = run_loss_and_predict(model, sizes=((97, 131), (80, 64)))

@@ -96,9 +96,12 @@ def test_detector_loss_and_predict(name):
             'dn_loss_cls', 'dn_loss_bbox'} <= set(losses)
     grads = [p.grad for p in model.parameters()
              if p.requires_grad and p.grad is not None]
-    assert len(grads) > 0
     assert all(torch.isfinite(g).all() for g in grads)
-    # The decoder and heads learn from the batch.
+    # The loss reaches every part of the detector, the backbone included
+    # (every parameter: tests/test_every_parameter_learns.py).
+    for part in ('backbone', 'neck', 'decoder', 'bbox_head'):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0
+                   for p in getattr(model, part).parameters()), part
     assert model.bbox_head.cls_branches[0].weight.grad.abs().sum() > 0
     for result, (h, w) in zip(results, ((96, 128), (112, 80))):
         pred = result.pred_instances
@@ -166,7 +169,8 @@ def test_rtdetrv2_config_is_rtdetr_with_v2_attention(name):
     expected.decoder.layer_cfg.cross_attn_cfg.update(
         type=attn.type, num_points=[4, 4, 4], offset_scale=0.5,
         method=attn.method)
-    # Denoising as the official code builds it (tests/test_rtdetrv2_equivalence.py).
+    # Denoising as the official code builds it
+    # (tests/test_rtdetrv2_equivalence.py).
     expected.dn_cfg.update(box_logit_eps=1e-5, pad_with_empty_box=True)
     if '_r50vd_m_' in name:
         expected.neck.expansion = 0.5

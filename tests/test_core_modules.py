@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from mmdet.registry import MODELS
 from rtdetr_zoo.backbones import HGNetv2, ResNetVd
 from rtdetr_zoo.layers import (AIFI, CSPRepLayer, RepVGGBlock,
-                               build_upsample_layer,
+                               build_upsampler,
                                sincos_position_embedding_2d)
-from rtdetr_zoo.losses import RTDETRVarifocalLoss
+from rtdetr_zoo.losses import varifocal_loss
 from rtdetr_zoo.necks import HybridEncoder
 
 from .utils import build_detector_from_config
@@ -93,14 +93,14 @@ def test_aifi_caches_eval_embedding_and_handles_other_sizes():
     assert aifi.position_embedding(4, 6, 'cpu') is not aifi.eval_pos_embed
 
 
-def test_build_upsample_layer():
-    up = build_upsample_layer(dict(type='nearest', scale_factor=2), 8)
+def test_build_upsampler():
+    up = build_upsampler(dict(type='nearest', scale_factor=2), 8)
     x = torch.rand(1, 8, 3, 5)
     torch.testing.assert_close(up(x), F.interpolate(x, scale_factor=2))
     with pytest.raises(KeyError, match='NoSuchUpsampler'):
-        build_upsample_layer(dict(type='NoSuchUpsampler'), 8)
+        build_upsampler(dict(type='NoSuchUpsampler'), 8)
     with pytest.raises(ValueError, match='type'):
-        build_upsample_layer(dict(scale_factor=2), 8)
+        build_upsampler(dict(scale_factor=2), 8)
 
 
 def test_hybrid_encoder_registry_depth_and_errors():
@@ -122,17 +122,19 @@ def test_varifocal_loss_matches_rtdetr_formula():
     logits = torch.randn(6, 3)
     labels = torch.tensor([0, 2, 3, 3, 1, 3])  # 3 = background
     ious = torch.tensor([0.7, 0.2, 0, 0, 0.9, 0])
-    loss = RTDETRVarifocalLoss(alpha=0.75, gamma=2.0, reduction='sum')
-    ours = loss(logits, (labels, ious))
+    ours = varifocal_loss(logits, labels, ious, alpha=0.75, gamma=2.0)
     onehot = F.one_hot(labels, 4)[:, :3].float()
     target = onehot * ious[:, None]
     p = logits.sigmoid()
     weight = 0.75 * p.pow(2) * (1 - onehot) + target
     ref = F.binary_cross_entropy_with_logits(
-        logits, target, weight=weight, reduction='sum')
+        logits, target, weight=weight, reduction='none')
     torch.testing.assert_close(ours, ref)
-    mean = RTDETRVarifocalLoss()(logits, (labels, ious), avg_factor=3)
-    torch.testing.assert_close(mean, ref / 3)
+    # Only the weight of the negatives depends on alpha and gamma.
+    other = varifocal_loss(logits, labels, ious, alpha=0.25, gamma=1.0)
+    positive = onehot.bool()
+    torch.testing.assert_close(other[positive], ours[positive])
+    assert not torch.allclose(other[~positive], ours[~positive])
 
 
 def test_anchors_and_valid_mask():

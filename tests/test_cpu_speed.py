@@ -1,8 +1,12 @@
-"""The CPU speed work (issue 14): channels-last convolutions with dense
-gradients, on-the-fly conv-BN folding in eval, the faster CPU deformable
-attention, bfloat16 inference and training, and the benchmark's training
-mode and revision comparison. The speed itself is measured by
-tools/analysis/benchmark.py (docs/performance.md), not here."""
+"""The CPU speed work: channels-last convolutions with dense gradients,
+on-the-fly conv-BN folding in eval, the faster CPU deformable attention,
+bfloat16 inference and training, and the benchmark's training mode and
+revision comparison (tools/analysis/, outside the package). The speed itself
+is measured by tools/analysis/benchmark.py (docs/performance.md), not
+here."""
+import ast
+import glob
+import os.path as osp
 import subprocess
 
 import pytest
@@ -11,12 +15,11 @@ from mmcv.cnn import ConvModule
 from mmcv.ops import MultiScaleDeformableAttention
 from mmengine.optim import build_optim_wrapper
 
-from rtdetr_zoo.analysis.benchmark import (compare_revisions, git_worktree,
-                                           profile_step)
-from rtdetr_zoo.analysis.timed_step import TimedStep
 from rtdetr_zoo.apis import bf16_autocast, enable_bf16_testing
 from rtdetr_zoo.engine import CPUCapableAmpOptimWrapper
 from rtdetr_zoo.layers import CPUFastMultiScaleDeformableAttention
+from tools.analysis.revision_compare import compare_revisions, git_worktree
+from tools.analysis.timed_step import TimedStep, profile_step
 
 from .utils import (OFFICIAL_FIXTURE, REPO_ROOT, assert_same_attention,
                     build_detector_from_config, config_path, load_config,
@@ -226,8 +229,15 @@ def test_compare_revisions_times_head_against_the_working_tree():
         assert results[name]['median_ms'] > 0
         assert results[name]['params'] > 0
         assert results[name]['peak_rss_growth_mib'] >= 0
-    assert results['speedup'] == pytest.approx(
-        results['HEAD']['median_ms'] / results['working tree']['median_ms'])
+    # Each worker imported the package of its own tree: the checkout's, and
+    # HEAD's from the temporary worktree (a worker that fell back to another
+    # copy of the package would time the same code twice).
+    assert results['working tree']['package'] == osp.realpath(
+        osp.join(REPO_ROOT, 'projects', 'rtdetr_zoo'))
+    assert results['HEAD']['package'].endswith(
+        osp.join('rev', 'projects', 'rtdetr_zoo'))
+    assert not results['HEAD']['package'].startswith(
+        osp.realpath(REPO_ROOT))
     after = subprocess.run(['git', 'worktree', 'list'], cwd=REPO_ROOT,
                            capture_output=True, text=True).stdout
     assert after == before  # the temporary worktree is removed
@@ -235,6 +245,28 @@ def test_compare_revisions_times_head_against_the_working_tree():
         git_worktree(REPO_ROOT, 'no-such-revision', '/nonexistent')
     with pytest.raises(FileNotFoundError, match='config file not found'):
         compare_revisions('configs/missing.py', 'HEAD', logger)
+
+
+def test_the_package_imports_no_tooling():
+    """Revision comparison (git, subprocess workers) and memory sampling
+    (psutil) live in tools/analysis/: no module of the installed package
+    imports subprocess, psutil or a git library."""
+    tooling = {'subprocess', 'psutil', 'git'}
+    found = []
+    for path in glob.glob(osp.join(REPO_ROOT, 'projects', 'rtdetr_zoo', '**',
+                                   '*.py'), recursive=True):
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            found += [f'{osp.relpath(path, REPO_ROOT)}: {name}'
+                      for name in names if name.split('.')[0] in tooling]
+    assert not found
 
 
 @requires_official_fixture

@@ -17,16 +17,16 @@ from mmengine.analysis import complexity_analysis
 from mmengine.logging import MMLogger
 
 from rtdetr_zoo.analysis import (BACKENDS, build_model, make_inputs,
-                                 model_complexity, model_zoo_table,
-                                 run_benchmark)
-from rtdetr_zoo.analysis.model_zoo_table import (MARKERS, raccoon_twin,
-                                                 read_convergence_run,
-                                                 write_between_markers)
+                                 model_complexity, run_benchmark)
 from rtdetr_zoo.apis import load_detector
 from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
                                create_ort_session, export_onnx, run_ort,
                                switch_to_deploy, torch_predict)
 from rtdetr_zoo.layers import RepVGGBlock
+from tools.analysis.model_zoo_table import (MARKERS, model_zoo_table,
+                                            raccoon_twin,
+                                            read_convergence_run,
+                                            write_between_markers)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IMAGE = osp.join(REPO_ROOT, 'data', 'raccoon', 'images', 'raccoon-1.jpg')

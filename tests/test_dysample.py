@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmengine.registry import RUNNERS, init_default_scope
 
 from mmdet.registry import MODELS
-from rtdetr_zoo.layers import DySample, build_upsample_layer
+from rtdetr_zoo.layers import DySample, build_upsampler
 from rtdetr_zoo.necks import HybridEncoder
 
 from .utils import (REPO_ROOT, build_detector_from_config, load_config,
@@ -20,7 +20,8 @@ VARIANTS = {
     'DySample-S': ('pl', False),
     'DySample-S+': ('pl', True),
 }
-# Parameters at in_channels=256, scale=2, groups=4 (seed printout / paper).
+# Parameters at C=256, s=2, g=4: the 1x1 offset conv, C x 2gs^2 plus bias
+# (lp) or C/s^2 x 2g plus bias (pl); dyscope adds a bias-free twin.
 PARAMS_256 = {
     'DySample': 8224,
     'DySample+': 16416,
@@ -145,9 +146,9 @@ def test_wrong_input_channels():
         DySample(16)(torch.randn(1, 8, 5, 5))
 
 
-def test_build_upsample_layer_injects_in_channels():
+def test_build_upsampler_injects_in_channels():
     init_default_scope('mmdet')
-    layer = build_upsample_layer(dict(type='DySample', style='pl'), 64)
+    layer = build_upsampler(dict(type='DySample', style='pl'), 64)
     assert isinstance(layer, DySample)
     assert layer.in_channels == 64 and layer.style == 'pl'
     assert MODELS.get('DySample') is DySample
@@ -180,8 +181,9 @@ def test_config_adds_two_dysamples(config, baseline):
     assert num_params(model) - num_params(base) == 2 * 8224
 
 
-def test_rtdetr_l_dysample_matches_seed_total():
-    """The seed's `rtdetr-l-DySample` (nc=1): 32,824,579 parameters."""
+def test_rtdetr_l_dysample_matches_ultralytics_total():
+    """The blog post's Ultralytics `rtdetr-l-DySample` (nc=1): 32,824,579
+    parameters, as Ultralytics prints them."""
     init_default_scope('mmdet')
     cfg = load_config('rtdetr_dysample', **{'model.bbox_head.num_classes': 1})
     assert num_params(MODELS.build(cfg.model)) == 32_824_579

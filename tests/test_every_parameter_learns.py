@@ -6,7 +6,8 @@ and loss tests; here two optimizer steps of each config's own optimizer
 (its learning rates, multipliers and gradient clipping) on a real raccoon
 batch must change every parameter tensor that requires a gradient (two,
 because the box heads' last layers start at zero, so the layers before them
-get their first gradient in the second step). Stochastic depth is off (it legitimately skips whole blocks at random). Weight
+get their first gradient in the second step). Stochastic depth is off (it
+legitimately skips whole blocks at random). Weight
 decay is off, so that decay alone cannot move a parameter, and AdamW's
 ``eps`` is 1e-16, so that every non-zero gradient moves its parameter by
 about the learning rate: with the default 1e-8 a gradient of 1e-11 (a block

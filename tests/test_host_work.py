@@ -1,6 +1,7 @@
-"""The GPU speed work (issue 20): the training step and inference do little
-host-side work. The criterion, matching and denoising run on the whole batch
-at once and equal mmdet's per-image code; inference folds conv-BN once;
+"""The GPU speed work (docs/performance.md, "GPU: host-side work"): the
+training step and inference do little host-side work. The criterion,
+matching and denoising run on the whole batch at once and equal mmdet's
+per-image code; inference folds conv-BN once;
 bfloat16 reaches mmcv's deformable attention only in float32; the host work
 itself (aten calls and synchronisation points, counted with the profiler as
 ``../shared/gpu/opcount.py`` counts them) is guarded against regressions."""
@@ -9,18 +10,23 @@ import torch
 from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks.conv_module import efficient_conv_bn_eval_forward
 from mmdet.models.dense_heads import DINOHead
+from mmdet.models.losses import QualityFocalLoss
+from mmdet.models.losses.utils import weight_reduce_loss
+from mmdet.models.task_modules.assigners import HungarianAssigner
 from mmdet.models.layers import CdnQueryGenerator
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.structures import InstanceData
 
-from rtdetr_zoo.analysis.benchmark import count_ops
-from rtdetr_zoo.analysis.timed_step import count_host_work
-from rtdetr_zoo.dense_heads.batched_hungarian import GroundTruth
+from rtdetr_zoo.losses import varifocal_loss
+from rtdetr_zoo.structures import GroundTruth
 from rtdetr_zoo.layers import CPUFastMultiScaleDeformableAttention
 from rtdetr_zoo.layers.folded_conv_bn import FoldedConvBNForward
+from tools.analysis.revision_compare import count_ops
+from tools.analysis.timed_step import count_host_work
 
-from .utils import build_detector_from_config, config_path
+from .utils import (build_detector_from_config, config_path,
+                    random_ground_truth)
 
 # Image sizes (H, W) of the test batches and their ground-truth counts: an
 # image without boxes and images of different sizes included.
@@ -29,20 +35,7 @@ COUNTS = (3, 0, 5)
 
 
 def _ground_truth(num_classes, counts=COUNTS, sizes=SIZES, seed=0):
-    """Random boxes: per image ``InstanceData``, meta and data sample."""
-    gen = torch.Generator().manual_seed(seed)
-    instances, metas, samples = [], [], []
-    for (h, w), n in zip(sizes, counts):
-        size = torch.tensor([w, h])
-        xy = torch.rand(n, 2, generator=gen) * size * 0.6
-        wh = (torch.rand(n, 2, generator=gen) * 0.3 + 0.05) * size
-        instances.append(InstanceData(
-            bboxes=torch.cat([xy, xy + wh], 1),
-            labels=torch.randint(0, num_classes, (n, ), generator=gen)))
-        metas.append(dict(img_shape=(h, w)))
-        samples.append(DetDataSample(metainfo=metas[-1]))
-        samples[-1].gt_instances = instances[-1]
-    return instances, metas, samples
+    return random_ground_truth(num_classes, counts, sizes, seed)
 
 
 def _predictions(shape, num_classes, seed=1):
@@ -57,13 +50,50 @@ def model():
     return build_detector_from_config('rtdetr_r18vd_coco')
 
 
+# mmdet's per-image reference of the configs' criterion: its assigner with
+# mmdet's own match costs, and DINOHead's losses.
+MMDET_MATCH_COSTS = [
+    dict(type='FocalLossCost', weight=2.0),
+    dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+    dict(type='IoUCost', iou_mode='giou', weight=2.0)
+]
+
+
+class ElementwiseVarifocalLoss(QualityFocalLoss):
+    """RT-DETR's varifocal loss behind the interface mmdet's DETR heads
+    call a ``QualityFocalLoss`` with: ``(labels, IoU)`` targets."""
+
+    def __init__(self):
+        super().__init__(use_sigmoid=True)
+
+    def forward(self, pred, target, weight=None, avg_factor=None,
+                reduction_override=None):
+        labels, scores = target
+        loss = varifocal_loss(pred, labels, scores, alpha=0.75, gamma=2.0)
+        return weight_reduce_loss(loss, weight[:, None], 'mean', avg_factor)
+
+
+def mmdet_dino_head(num_classes):
+    head = DINOHead(
+        num_classes=num_classes, sync_cls_avg_factor=True,
+        loss_cls=dict(type='QualityFocalLoss', use_sigmoid=True),
+        loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+        loss_iou=dict(type='GIoULoss', loss_weight=2.0),
+        train_cfg=dict(assigner=dict(type='HungarianAssigner',
+                                     match_costs=MMDET_MATCH_COSTS)))
+    head.loss_cls = ElementwiseVarifocalLoss()
+    return head
+
+
 def test_batched_matching_equals_the_per_image_assigner(model):
     head = model.bbox_head
     instances, metas, _ = _ground_truth(head.num_classes)
     logits, boxes = _predictions((4, len(SIZES), 25), head.num_classes)
     gt = GroundTruth.from_instances(instances, metas)
-    costs = head.matcher.cost_matrices(logits, boxes, gt)
-    query_index, gt_index = head.matcher(logits, boxes, gt)
+    matcher = head.criterion.matcher
+    assigner = HungarianAssigner(match_costs=MMDET_MATCH_COSTS)
+    costs = matcher.cost_matrices(logits, boxes, gt)
+    query_index, gt_index = matcher(logits, boxes, gt)
     assert query_index.shape == gt_index.shape == (4, sum(COUNTS))
     for layer in range(4):
         for image, (gt_instances, meta) in enumerate(zip(instances, metas)):
@@ -72,7 +102,7 @@ def test_batched_matching_equals_the_per_image_assigner(model):
                 scores=logits[layer, image],
                 bboxes=bbox_cxcywh_to_xyxy(boxes[layer, image]) *
                 torch.tensor([img_w, img_h, img_w, img_h]))
-            assigned = head.assigner.assign(pred, gt_instances, meta)
+            assigned = assigner.assign(pred, gt_instances, meta)
             offset = sum(COUNTS[:image])
             expected = {(int(q), int(g) - 1 + offset) for q, g in zip(
                 assigned.gt_inds.nonzero().flatten(),
@@ -84,7 +114,7 @@ def test_batched_matching_equals_the_per_image_assigner(model):
             if len(gt_instances):
                 reference = torch.stack([
                     cost(pred_instances=pred, gt_instances=gt_instances,
-                         img_meta=meta) for cost in head.assigner.match_costs
+                         img_meta=meta) for cost in assigner.match_costs
                 ]).sum(0)
                 torch.testing.assert_close(
                     costs[layer, image, :, :len(gt_instances)], reference,
@@ -107,7 +137,7 @@ def test_batched_losses_equal_mmdet_dino_head(model, counts):
     inputs = (logits, boxes, enc_logits, enc_boxes, instances, metas,
               dn_meta)
     ours = head.loss_by_feat(*inputs)
-    reference = DINOHead.loss_by_feat(head, *inputs)
+    reference = mmdet_dino_head(head.num_classes).loss_by_feat(*inputs)
     assert list(ours) == list(reference) and len(ours) == 21
     for key, value in reference.items():
         assert float(ours[key]) == pytest.approx(float(value), rel=1e-5,

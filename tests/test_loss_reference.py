@@ -1,7 +1,7 @@
-"""The training loss is unchanged by the CPU speed work (issue 14): on a fixed
-batch with fixed weights and fixed denoising noise every loss term equals the
-one stored before that work (tests/data/r18vd_loss_reference.json, written by
-``python -m tests.loss_reference`` at the commit before it).
+"""The training loss is unchanged by the CPU speed work (docs/performance.md):
+on a fixed batch with fixed weights and fixed denoising noise every loss term
+equals the one stored before that work (tests/data/r18vd_loss_reference.json,
+written by ``python -m tests.loss_reference`` at the commit before it).
 
 With the detector's ``channels_last=False`` the computation is the stored
 one to 1e-5 (in fact bit for bit: every other speed-up keeps the arithmetic).

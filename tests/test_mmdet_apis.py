@@ -1,5 +1,5 @@
 """mmdet's own inference and checkpoint APIs on a checkpoint written by our
-tools/train.py (issue 25): ``DetInferencer``, ``init_detector`` +
+tools/train.py: ``DetInferencer``, ``init_detector`` +
 ``inference_detector``, what mmdet 3.3's ``demo/image_demo.py`` runs,
 ``mim test``, mmdet's ``publish_model.py``, ``--resume``,
 ``tools/dist_test.sh``; checkpoints from before the runner encoded their

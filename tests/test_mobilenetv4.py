@@ -28,7 +28,8 @@ DATA_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'data')
 ARCHS = ('conv_small', 'conv_medium', 'conv_large', 'hybrid_medium',
          'hybrid_large')
 # timm's parameter counts minus the 1000-class classifier (1280 * 1000 +
-# 1000); conv_small is the seed's printed MobileNetV4ConvSmall count.
+# 1000); conv_small is the MobileNetV4ConvSmall count printed by the blog
+# post (docs/mobilenetv4.md).
 PARAMS = {'conv_small': 2_493_024, 'conv_medium': 8_434_512,
           'conv_large': 31_309_864, 'hybrid_medium': 9_793_648,
           'hybrid_large': 36_483_624}
@@ -70,8 +71,8 @@ def random_timm_state(keys_shapes, seed=0):
 # Architectures
 
 
-def test_conv_small_parameter_count_matches_seed():
-    # The seed prints MobileNetV4ConvSmall (stem, 4 stages, the 960/1280
+def test_conv_small_parameter_count_matches_blog_post():
+    # The blog post prints MobileNetV4ConvSmall (stem, 4 stages, the 960/1280
     # 1x1 convs, no classifier) at 2,493,024 parameters.
     model = MobileNetV4('conv_small')
     assert num_params(model) == 2_493_024

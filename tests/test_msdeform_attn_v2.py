@@ -1,21 +1,20 @@
 """RT-DETRv2's deformable cross-attention (MultiScaleDeformableAttentionV2):
 RT-DETR's attention when every level has the same points, points per level,
 discrete sampling (right pixel on non-square maps, no grid_sample, frozen
-offsets), bf16 autocast, the device checks (CUDA against the CPU, run by
-tools/analysis/device_checks.py where a GPU is), loading, errors and the
-decoder's choice of attention by config. The official numbers are checked
-on the official weights by test_rtdetrv2_equivalence.py."""
+offsets), bf16 autocast, loading, errors and the decoder's choice of
+attention by config (CUDA against the CPU: tests/test_device.py). The
+official numbers are checked on the official weights by
+test_rtdetrv2_equivalence.py."""
 import pytest
 import torch
 import torch.nn.functional as F
 from mmcv.ops import MultiScaleDeformableAttention
 
-from rtdetr_zoo.analysis.device_checks import run_device_checks
 from rtdetr_zoo.layers import (CPUFastMultiScaleDeformableAttention,
                                MultiScaleDeformableAttentionV2,
                                RTDETRTransformerDecoder)
 
-from .utils import assert_same_attention, config_path
+from .utils import assert_same_attention
 
 SHAPES = torch.tensor([[10, 12], [5, 6], [3, 3]])
 
@@ -237,16 +236,6 @@ def test_bf16_autocast(method):
     assert torch.isfinite(got).all()
     scale = expected.abs().max()
     assert (got.float() - expected).abs().max() < 0.05 * scale
-
-
-def test_device_checks_pass_on_the_cpu():
-    """The GPU checks CI cannot run (tools/analysis/device_checks.py: this
-    attention and a bf16 detector on the device against the CPU) run, and
-    pass with the CPU as the device."""
-    results = run_device_checks('cpu', config_path('rtdetr_r18vd_raccoon'))
-    assert [name for name, *_ in results] == [
-        'v2_attention[default]', 'v2_attention[discrete]', 'bf16_detector']
-    assert all(passed for _, passed, _ in results), results
 
 
 def test_bad_arguments_are_named():

@@ -25,7 +25,7 @@ import torch
 from mmengine.registry import init_default_scope
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import rtdetr_zoo  # noqa: F401  (registers the modules)
+import rtdetr_zoo.necks  # registers the modules
 from mmdet.registry import MODELS
 from rtdetr_zoo.layers import AIFI, RepVGGBlock, build_aifi, match_size
 
@@ -45,6 +45,9 @@ CSP_BLOCK_CFGS = {
     'msgdc': dict(type='MSGDCBottleneck', mixer='msgdc', shortcut=True,
                   mlp_ratio=2.0),
 }
+CONTRACT_ARGS = {'in_channels', 'hidden_dim', 'ffn_dim', 'feat_strides',
+                 'eval_spatial_size', 'upsample_cfg', 'csp_block_cfg',
+                 'norm_cfg'}
 GN = dict(type='GN', num_groups=4)
 IMAGE_SIZE = (97, 131)
 HIDDEN_DIM = 32
@@ -131,9 +134,16 @@ def check_outputs(neck, outs, batch=2):
 
 
 def test_necks_are_discovered():
+    """Every neck ``rtdetr_zoo.necks`` exports is registered (so tested
+    here) and takes the contract's arguments."""
     names = [cls.__name__ for cls in NECKS]
     assert 'HybridEncoder' in names and 'BiFPNHybridEncoder' in names
-    assert all(issubclass(cls, torch.nn.Module) for cls in NECKS)
+    exported = {obj for obj in vars(rtdetr_zoo.necks).values()
+                if inspect.isclass(obj) and issubclass(obj, torch.nn.Module)}
+    assert exported == set(NECKS)
+    for cls in NECKS:
+        missing = CONTRACT_ARGS - set(inspect.signature(cls).parameters)
+        assert not missing, (cls.__name__, missing)
 
 
 @with_variants

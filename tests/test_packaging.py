@@ -12,6 +12,7 @@ what an OpenMMLab user looks for.
   API with the official weights URLs and APs the configs and README name.
 - ``LICENSE`` is the Apache-2.0 text that ``setup.py`` declares.
 """
+import ast
 import glob
 import itertools
 import json
@@ -162,6 +163,68 @@ print('no onnx module loaded')
     output = run_python(sys.executable, ['-c', blocked, RACCOON_CONFIG])
     assert 'no onnx module loaded' in output
     assert re.search(r'detections \d+', output)
+
+
+# The package's model code (and the engine it loads checkpoints with):
+# nothing in it may import the deploy package, not even inside a function.
+MODEL_CODE_PACKAGES = ('backbones', 'datasets', 'dense_heads', 'detectors',
+                       'engine', 'layers', 'losses', 'necks', 'structures',
+                       'task_modules')
+
+
+def deploy_imports(path):
+    """The ``(line, statement)`` of every import of ``rtdetr_zoo.deploy``
+    (absolute or relative, at any depth of the module) in the file."""
+    with open(path) as f:
+        tree = ast.parse(f.read(), filename=path)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [f'{node.module or ""}.{alias.name}'
+                     for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        if any('deploy' in name.split('.') for name in names):
+            found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+def test_detectors_load_neither_onnx_nor_the_deploy_code(tmp_path):
+    """In a fresh interpreter where onnx and onnxruntime are installed,
+    ``import rtdetr_zoo.detectors`` loads neither of them nor
+    ``rtdetr_zoo.deploy``; and no model-code module imports the deploy
+    package anywhere (a function-level import would escape the first
+    check until the function runs)."""
+    check = f"""
+import importlib.util, sys
+assert all(importlib.util.find_spec(name)
+           for name in ('onnx', 'onnxruntime')), 'onnx is not installed'
+import rtdetr_zoo.detectors
+assert 'rtdetr_zoo.detectors.rtdetr' in sys.modules
+loaded = sorted(m for m in sys.modules
+                if m.split('.')[0] in {ONNX_MODULES!r}
+                or m.startswith('rtdetr_zoo.deploy'))
+print('loaded', loaded)
+"""
+    output = run_python(sys.executable, ['-c', check])
+    assert 'loaded []' in output, output[-2000:]
+    package = osp.join(REPO_ROOT, 'projects', 'rtdetr_zoo')
+    files = [path for name in MODEL_CODE_PACKAGES for path in glob.glob(
+        osp.join(package, name, '**', '*.py'), recursive=True)]
+    assert len(files) > 40
+    offending = {osp.relpath(path, package): found for path in files
+                 if (found := deploy_imports(path))}
+    assert not offending, offending
+    # What the scan finds: every spelling, also inside a function.
+    sample = tmp_path / 'sample.py'
+    sample.write_text(
+        'import os\nfrom .. import deploy\nimport rtdetr_zoo.deploy\n'
+        'from rtdetr_zoo import deploy as d\n'
+        'def f():\n    from ..deploy.onnx_export import export_onnx\n'
+        'from ..engine import read_checkpoint\n')
+    assert [line for line, _ in deploy_imports(sample)] == [2, 3, 4, 6]
 
 
 def official_releases():

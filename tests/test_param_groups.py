@@ -3,16 +3,49 @@
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
+from torch.nn.modules.batchnorm import _NormBase
 
-from .utils import build_detector_from_config
+from .utils import build_detector_from_config, load_config
 
-# rtdetrv2_r34vd_120e_coco's groups, in our parameter names.
-GROUPS = [
-    dict(pattern=r'^backbone\.(?!.*(?:norm|bn)\.)', lr=5e-5),
-    dict(pattern=r'^backbone\.', lr=5e-5, weight_decay=0.0),
-    dict(pattern=r'^(?!backbone\.).*(?:(?:norm|bn)[^.]*\.|\.bias$)',
-         weight_decay=0.0),
-]
+# (lr, weight decay) that the official RT-DETRv2 configs
+# (rtdetrv2_pytorch/configs/rtdetrv2/*.yml, `optimizer.params` on AdamW with
+# lr 1e-4 and weight decay 1e-4) give each kind of parameter: R18 no decay
+# on norms; R34 the backbone at 5e-5, its norms without decay, no decay on
+# the other norms and on biases; R50 the backbone at 1e-5 except its norms,
+# no decay on the other norms.
+DEFAULT, NO_DECAY = (1e-4, 1e-4), (1e-4, 0.0)
+OFFICIAL = {
+    'rtdetrv2_r18vd_120e_coco': dict(
+        backbone=DEFAULT, backbone_norm=NO_DECAY, norm=NO_DECAY,
+        bias=DEFAULT, weight=DEFAULT),
+    'rtdetrv2_r34vd_120e_coco': dict(
+        backbone=(5e-5, 1e-4), backbone_norm=(5e-5, 0.0), norm=NO_DECAY,
+        bias=NO_DECAY, weight=DEFAULT),
+    'rtdetrv2_r50vd_6x_coco': dict(
+        backbone=(1e-5, 1e-4), backbone_norm=DEFAULT, norm=NO_DECAY,
+        bias=DEFAULT, weight=DEFAULT),
+}
+NORM_LAYERS = (_NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
+
+
+def parameter_kinds(model):
+    """The kind of every trainable parameter of ``model``, by the module
+    that holds it (not by its name): ``backbone`` / ``backbone_norm`` in
+    the backbone, else ``norm``, ``bias`` (any name with "bias", as the
+    official patterns match it) or ``weight``."""
+    kinds = {}
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            norm = isinstance(module, NORM_LAYERS)
+            if module_name.startswith('backbone.'):
+                kind = 'backbone_norm' if norm else 'backbone'
+            else:
+                kind = 'norm' if norm else (
+                    'bias' if 'bias' in param_name else 'weight')
+            kinds[f'{module_name}.{param_name}'] = kind
+    return kinds
 
 
 def _wrapper(model, groups):
@@ -22,23 +55,47 @@ def _wrapper(model, groups):
         paramwise_cfg=dict(groups=groups)))
 
 
-def test_each_parameter_joins_the_first_matching_group():
-    model = build_detector_from_config('rtdetrv2_r18vd_120e_coco')
-    groups = _wrapper(model, GROUPS).optimizer.param_groups
-    assert [(g['lr'], g['weight_decay']) for g in groups] == [
-        (5e-5, 1e-4), (5e-5, 0.0), (1e-4, 0.0), (1e-4, 1e-4)]
+@pytest.mark.parametrize('name', sorted(OFFICIAL))
+def test_config_groups_give_the_official_lr_and_decay(name):
+    """The optimizer a config builds (its schedule and
+    _base_/schedules/rtdetrv2_param_groups.py) gives every trainable
+    parameter the official learning rate and weight decay of its kind, and
+    puts each in one group (frozen ones in none)."""
+    model = build_detector_from_config(name)
+    groups = build_optim_wrapper(
+        model, load_config(name).optim_wrapper).optimizer.param_groups
     names = {id(p): n for n, p in model.named_parameters()}
-    members = [{names[id(p)] for p in g['params']} for g in groups]
-    assert 'backbone.stem.0.conv.weight' in members[0]
-    assert 'backbone.stem.0.bn.weight' in members[1]
-    assert 'neck.input_proj.0.bn.bias' in members[2]
-    assert 'memory_trans_norm.weight' in members[2]
-    assert 'decoder.layers.0.norms.1.weight' in members[2]
-    assert 'bbox_head.cls_branches.0.bias' in members[2]
-    assert 'bbox_head.cls_branches.0.weight' in members[3]
-    assert sum(map(len, members)) == sum(
-        p.requires_grad for p in model.parameters())
-    assert not set.intersection(*members)
+    options = {}
+    for group in groups:
+        for param in group['params']:
+            assert names[id(param)] not in options, names[id(param)]
+            options[names[id(param)]] = (group['lr'], group['weight_decay'])
+    kinds = parameter_kinds(model)
+    assert set(kinds.values()) == set(OFFICIAL[name])
+    wrong = {n: (options.get(n), OFFICIAL[name][kind])
+             for n, kind in kinds.items()
+             if options.get(n) != OFFICIAL[name][kind]}
+    assert not wrong, wrong
+    assert set(options) == set(kinds)
+
+
+def test_each_parameter_joins_the_first_matching_group():
+    """A backbone norm matches both the backbone group and the norm group
+    below it: it joins the first. Parameters no pattern selects keep the
+    optimizer's options."""
+    model = torch.nn.Sequential()
+    model.add_module('backbone', torch.nn.BatchNorm1d(2))
+    model.add_module('head', torch.nn.Linear(2, 2))
+    groups = _wrapper(model, [
+        dict(pattern=r'^backbone\.', lr=5e-5),
+        dict(pattern=r'\.bias$', weight_decay=0.0),
+    ]).optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [([names[id(p)] for p in g['params']], g['lr'],
+             g['weight_decay']) for g in groups] == [
+        (['backbone.weight', 'backbone.bias'], 5e-5, 1e-4),
+        (['head.bias'], 1e-4, 0.0),
+        (['head.weight'], 1e-4, 1e-4)]
 
 
 def test_bad_groups_are_named():

@@ -26,9 +26,11 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import load_checkpoint
+from torch import nn
 
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from rtdetr_zoo.engine import checkpoint_layout, convert_checkpoint_layout
 
 from .utils import (CONFIG_DIR, OFFICIAL_FIXTURE, REPO_ROOT,
                     build_detector_from_config, load_config)
@@ -273,8 +275,12 @@ def test_official_release_loads_through_load_checkpoint(
     save_official_release(official, path)
     model = build_detector_from_config('rtdetr_r18vd_coco', small=False)
     load_checkpoint(model, str(path), map_location='cpu', strict=True)
-    assert any('converted an official RT-DETR checkpoint' in line
-               for line in log_lines)
+    converted = [line for line in log_lines if
+                 f'converted {len(official["state_dict"])} official tensors'
+                 in line]
+    assert len(converted) == 1, log_lines
+    assert 'dropped decoder.denoising_class_embed.weight[-1]: padding row' \
+        in converted[0]
     model.eval()
     images = official['images_u8'].float() / 255
     samples = []
@@ -319,7 +325,9 @@ def test_finetune_config_starts_from_the_official_checkpoint(
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
-    assert 'converted an official RT-DETR checkpoint' in log
+    # Converted once, by the runner, for the model and its EMA copy.
+    assert log.count(f'converted {len(official["state_dict"])} official '
+                     f'tensors of {path}') == 1, log[-4000:]
     reinit = [line for line in log.splitlines()
               if 're-initialised the class-dependent tensors' in line]
     assert len(reinit) == 1
@@ -425,6 +433,21 @@ def test_demo_runs_on_the_official_release(official, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out_dir / 'raccoon-1.jpg').is_file()
     assert 'wrote 1 image(s) with 300 detection(s)' in done.stdout
+
+
+def test_a_model_whose_own_keys_have_the_official_layout_is_not_converted():
+    """The layout is foreign only to a model without such keys: its own
+    state dict loads as it is, while the converter finds no mapping for
+    it."""
+    model = nn.Module()
+    model.encoder = nn.Module()
+    model.encoder.input_proj = nn.Linear(2, 2)
+    weights = model.state_dict()
+    assert checkpoint_layout(weights) == 'official'
+    assert convert_checkpoint_layout(weights, model) is weights
+    with pytest.raises(ValueError, match=r'no mapping for official keys: '
+                       r"\['encoder\.input_proj\.weight'"):
+        convert_checkpoint_layout(weights)
 
 
 def test_official_training_checkpoint_loads_its_ema_weights(official,

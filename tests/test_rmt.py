@@ -37,22 +37,23 @@ def num_params(module):
 
 
 # --------------------------------------------------------------------------
-# Named archs: parameter counts against the seed and the paper
+# Named archs: parameter counts against the blog post (docs/rmt.md) and the
+# paper
 
 
-def test_seed_parameter_count_reproduced():
-    # The seed's RMT_T (stage outputs at strides 4/8/16/32, no classifier)
+def test_blog_post_parameter_count_reproduced():
+    # The blog post's RMT_T (stage outputs at strides 4/8/16/32, no classifier)
     # prints 12,678,176 parameters. Its copy drops the official FFN
     # depthwise conv and has no output norms; with both off we match it.
-    seed_like = RMT(arch='t', out_indices=(0, 1, 2, 3), ffn_dwconv=False,
+    blog_like = RMT(arch='t', out_indices=(0, 1, 2, 3), ffn_dwconv=False,
                     out_norm=False, use_rope=False)
-    assert num_params(seed_like) == 12_678_176
+    assert num_params(blog_like) == 12_678_176
     # The official block adds a 3x3 depthwise conv (+bias) on the FFN hidden
     # width of every block: sum(depth * 10 * mlp_ratio * dim).
     default = RMT(arch='t', out_indices=(0, 1, 2, 3), out_norm=False)
     dwconv = sum(d * 10 * 3 * c for d, c in zip((2, 2, 8, 2),
                                                 (64, 128, 256, 512)))
-    assert num_params(default) - num_params(seed_like) == dwconv == 103_680
+    assert num_params(default) - num_params(blog_like) == dwconv == 103_680
 
 
 @pytest.mark.parametrize('arch,paper_m,dims', [

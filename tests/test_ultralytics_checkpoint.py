@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import os.path as osp
+import re
 import runpy
 import shutil
 import sys
@@ -36,8 +37,8 @@ from rtdetr_zoo.apis import load_detector, load_weights
 from rtdetr_zoo.engine import (extract_state_dict, read_checkpoint,
                                read_ultralytics_checkpoint)
 from rtdetr_zoo.engine.official_converter import (
-    BN_EPS, ULTRALYTICS_BN_EPS, convert_ultralytics_state_dict,
-    is_ultralytics_layout)
+    BN_EPS, ULTRALYTICS_BN_EPS, convert_checkpoint_layout,
+    convert_ultralytics_state_dict, is_ultralytics_layout)
 
 from .utils import REPO_ROOT, SMALL_DETECTOR, config_path, make_batch
 
@@ -259,9 +260,12 @@ def test_read_checkpoint_gives_the_flat_fp32_ultralytics_state_dict(rtdetr_l):
 
 
 def test_converter_tool_writes_a_loadable_checkpoint(rtdetr_l, tmp_path,
-                                                      monkeypatch):
+                                                     monkeypatch):
     path, tensors, model = rtdetr_l
     dst = tmp_path / 'out' / 'rtdetr_hgnetv2_l_ultralytics.pth'
+    # As Python runs a script: its own folder (the shared converter
+    # command line) on sys.path.
+    monkeypatch.syspath_prepend(osp.dirname(CONVERTER))
     monkeypatch.setattr(sys, 'argv', [CONVERTER, path, str(dst)])
     runpy.run_path(CONVERTER, run_name='__main__')
     written = read_checkpoint(str(dst))
@@ -277,6 +281,14 @@ def test_converter_tool_writes_a_loadable_checkpoint(rtdetr_l, tmp_path,
                                       str(dst)])
     with pytest.raises(SystemExit, match='checkpoint file not found'):
         runpy.run_path(CONVERTER, run_name='__main__')
+
+    # A file of another layout is named, not half converted.
+    monkeypatch.setattr(sys, 'argv', [CONVERTER, str(dst),
+                                      str(tmp_path / 'again.pth')])
+    with pytest.raises(SystemExit, match=rf'{re.escape(str(dst))} is not an '
+                       r'Ultralytics RT-DETR checkpoint \(it has neither'):
+        runpy.run_path(CONVERTER, run_name='__main__')
+    assert not (tmp_path / 'again.pth').exists()
 
 
 def test_runner_load_from_reads_it(rtdetr_l, tmp_path):
@@ -299,15 +311,15 @@ def test_runner_load_from_reads_it(rtdetr_l, tmp_path):
 
 
 def test_finetuning_to_other_classes_reinitialises_the_class_heads(rtdetr_l):
-    """``convert_official_layout`` (the ``load_from`` / runner path) leaves
-    out the class-dependent tensors of another number of classes."""
+    """The conversion on load (``load_from``, the runner) leaves out the
+    class-dependent tensors of another number of classes."""
     path, tensors, model = rtdetr_l
     weights = extract_state_dict(read_checkpoint(path))
     weights = {k: (v[:3] if k.startswith(('model.28.dec_score_head.',
                                           'model.28.enc_score_head.',
                                           'model.28.denoising_class_'))
                    else v) for k, v in weights.items()}
-    converted = model.convert_official_layout(weights)
+    converted = convert_checkpoint_layout(weights, model)
     assert not any(k.startswith(('bbox_head.cls_branches.',
                                  'dn_query_generator.'))
                    for k in converted)

@@ -184,3 +184,22 @@ def official_test_samples(orig_sizes):
         img_shape=(640, 640), batch_input_shape=(640, 640),
         ori_shape=(h, w), scale_factor=(640 / w, 640 / h)))
         for w, h in orig_sizes.tolist()]
+
+
+def random_ground_truth(num_classes, counts, sizes, seed=0):
+    """Random boxes for images of ``sizes`` (H, W) with ``counts`` boxes
+    each: per image ``InstanceData`` (``bboxes`` xyxy pixels, ``labels``),
+    meta (``img_shape``) and data sample."""
+    gen = torch.Generator().manual_seed(seed)
+    instances, metas, samples = [], [], []
+    for (h, w), n in zip(sizes, counts):
+        size = torch.tensor([w, h])
+        xy = torch.rand(n, 2, generator=gen) * size * 0.6
+        wh = (torch.rand(n, 2, generator=gen) * 0.3 + 0.05) * size
+        instances.append(InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1),
+            labels=torch.randint(0, num_classes, (n, ), generator=gen)))
+        metas.append(dict(img_shape=(h, w)))
+        samples.append(DetDataSample(metainfo=metas[-1]))
+        samples[-1].gt_instances = instances[-1]
+    return instances, metas, samples

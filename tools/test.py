@@ -18,7 +18,7 @@ from rtdetr_zoo.apis import enable_bf16_testing
 from rtdetr_zoo.engine import setup_cpu_distributed
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='test config file')
@@ -39,7 +39,7 @@ def parse_args():
     return args
 
 
-def main():
+def main() -> None:
     args = parse_args()
     for path, what in ((args.config, 'config'),
                        (args.checkpoint, 'checkpoint')):

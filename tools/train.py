@@ -18,7 +18,7 @@ from rtdetr_zoo.engine import setup_cpu_distributed
 AMP_WRAPPERS = {'NonFiniteGuardOptimWrapper': 'NonFiniteGuardAmpOptimWrapper'}
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='train config file')
@@ -44,7 +44,7 @@ def parse_args():
     return args
 
 
-def main():
+def main() -> None:
     args = parse_args()
     if not osp.isfile(args.config):
         raise SystemExit(f'error: config file not found: {args.config}')

@@ -21,7 +21,8 @@ from .mmpretrain_multimodal import skip_unloadable_mmpretrain_multimodal
 skip_unloadable_mmpretrain_multimodal()
 
 from . import (backbones, datasets, dense_heads,  # noqa: E402,F401
-               detectors, engine, layers, losses, necks)
+               detectors, engine, layers, losses, necks, structures,
+               task_modules)
 
 engine.register_checkpoint_safe_globals()
 

@@ -17,14 +17,17 @@ import copy
 import os
 import os.path as osp
 import warnings
+from typing import ContextManager, List, Mapping, Optional, Tuple, Union
 
 import mmcv
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.utils import track_iter_progress
+from torch import Tensor, nn
 
 from mmdet.apis import inference_detector, init_detector
+from mmdet.structures import DetDataSample
 from mmdet.visualization import DetLocalVisualizer
 
 from .engine.checkpoint import extract_state_dict, read_checkpoint
@@ -36,7 +39,8 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
 _NO_CHECKPOINT_WARNING = 'checkpoint is None'
 
 
-def load_config(config, cfg_options=None):
+def load_config(config: Union[str, Config],
+                cfg_options: Optional[dict] = None) -> Config:
     """A config file or ``Config`` -> a new ``Config`` (the argument is not
     modified) with ``cfg_options`` (a dict of dotted keys, or nested dicts)
     merged.
@@ -55,7 +59,10 @@ def load_config(config, cfg_options=None):
     return cfg
 
 
-def load_weights(model, state_dict, strict=True, source='checkpoint'):
+def load_weights(model: nn.Module,
+                 state_dict: Mapping[str, Tensor],
+                 strict: bool = True,
+                 source: str = 'checkpoint') -> Tuple[List[str], List[str]]:
     """Load ``state_dict`` into ``model``.
 
     Args:
@@ -105,8 +112,11 @@ def _checkpoint_dataset_meta(checkpoint, built_meta):
     return dataset_meta
 
 
-def load_detector(config, checkpoint=None, cfg_options=None, device='cpu',
-                  strict=True):
+def load_detector(config: Union[str, Config],
+                  checkpoint: Optional[str] = None,
+                  cfg_options: Optional[dict] = None,
+                  device: str = 'cpu',
+                  strict: bool = True) -> nn.Module:
     """Build a config's detector in eval mode, optionally with weights.
 
     Args:
@@ -152,7 +162,7 @@ def load_detector(config, checkpoint=None, cfg_options=None, device='cpu',
     return model
 
 
-def list_images(inputs):
+def list_images(inputs: str) -> List[str]:
     """``inputs`` itself if it is a file, else the images (by extension,
     :data:`IMAGE_EXTENSIONS`) in the folder ``inputs``, sorted, not
     recursive.
@@ -174,7 +184,8 @@ def list_images(inputs):
     return images
 
 
-def bf16_autocast(device='cpu', enabled=True):
+def bf16_autocast(device: Union[str, torch.device] = 'cpu',
+                  enabled: bool = True) -> ContextManager:
     """``torch.autocast`` in bfloat16 on ``device``'s type (a no-op context
     when not ``enabled``).
 
@@ -189,7 +200,7 @@ def bf16_autocast(device='cpu', enabled=True):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def enable_bf16_testing(cfg):
+def enable_bf16_testing(cfg: Config) -> Config:
     """Make ``cfg``'s test loop run under bfloat16 autocast
     (``tools/test.py --bf16``): mmengine's ``TestLoop(fp16=True)`` autocast,
     which is bfloat16 on a CPU; on a GPU the CUDA autocast dtype is set to
@@ -203,8 +214,15 @@ def enable_bf16_testing(cfg):
     return cfg
 
 
-def draw_predictions(inputs, config, checkpoint, out_dir, score_thr=0.3,
-                     device='cpu', cfg_options=None, bf16=False):
+def draw_predictions(
+        inputs: str,
+        config: Union[str, Config],
+        checkpoint: Optional[str],
+        out_dir: str,
+        score_thr: float = 0.3,
+        device: str = 'cpu',
+        cfg_options: Optional[dict] = None,
+        bf16: bool = False) -> List[Tuple[str, DetDataSample]]:
     """Predict every image of ``inputs`` and draw the detections.
 
     Each image goes through the config's test pipeline and

@@ -118,7 +118,7 @@ class FrameSource:
     """
 
     def __init__(self, source: Union[str, int],
-                 max_frames: Optional[int] = None):
+                 max_frames: Optional[int] = None) -> None:
         if max_frames is not None and max_frames < 1:
             raise ValueError(f'max_frames must be >= 1, got {max_frames}')
         self.source = str(source)
@@ -196,10 +196,10 @@ class FrameSource:
         if self.capture is not None:
             self.capture.release()
 
-    def __enter__(self):
+    def __enter__(self) -> 'FrameSource':
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info) -> None:
         self.close()
 
 
@@ -225,7 +225,7 @@ class FrameWriter:
     """
 
     def __init__(self, out: str, fps: float = DEFAULT_OUT_FPS,
-                 fourcc: Optional[str] = None):
+                 fourcc: Optional[str] = None) -> None:
         self.out = out
         self.kind = output_kind(out)
         extension = osp.splitext(out)[1].lower()
@@ -315,7 +315,7 @@ class TorchFramePredictor:
 
     def __init__(self, config: Union[str, Config], checkpoint: str,
                  cfg_options: Optional[dict] = None, device: str = 'cpu',
-                 bf16: bool = False):
+                 bf16: bool = False) -> None:
         self.model = load_detector(config, checkpoint, cfg_options,
                                    device=device)
         self.dataset_meta = self.model.dataset_meta
@@ -361,7 +361,7 @@ class OnnxFramePredictor:
 
     def __init__(self, onnx_path: str, config: Union[str, Config],
                  cfg_options: Optional[dict] = None,
-                 num_threads: Optional[int] = None):
+                 num_threads: Optional[int] = None) -> None:
         from .deploy.onnx_eval import (check_input_shape,
                                        check_one_image_batch,
                                        graph_input_shape)
@@ -414,7 +414,7 @@ class FpsMeter:
     (or since construction) is averaged with weight ``momentum``.
     """
 
-    def __init__(self, momentum: float = 0.1):
+    def __init__(self, momentum: float = 0.1) -> None:
         self.momentum = momentum
         self.interval = None
         self.last = time.perf_counter()
@@ -451,7 +451,7 @@ class FrameAnnotator:
     (boxes, class names, scores above ``score_thr``; classes and palette
     from ``dataset_meta``) and the frame rate (:func:`draw_fps`)."""
 
-    def __init__(self, dataset_meta: dict, score_thr: float = 0.3):
+    def __init__(self, dataset_meta: dict, score_thr: float = 0.3) -> None:
         self.visualizer = DetLocalVisualizer.get_instance(
             'rtdetr_zoo_video_demo')
         self.visualizer.dataset_meta = dataset_meta

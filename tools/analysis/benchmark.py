@@ -58,32 +58,42 @@ process's lifetime peak RSS (``getrusage`` ``ru_maxrss``, includes building
 the model).
 
 ``--backend onnxruntime`` times the end-to-end ONNX graph of
-``tools/deploy/export_onnx.py`` in ONNX Runtime. The measurement is
-``rtdetr_zoo.analysis.benchmark``.
+``tools/deploy/export_onnx.py`` in ONNX Runtime.
+
+The logic: the unit of work and its memory in
+``tools/analysis/timed_step.py``, the comparison with REV in
+``tools/analysis/revision_compare.py``, the timing loop (and inference
+timing for your own code) in ``rtdetr_zoo.analysis.benchmark``.
 
 ``--onnx A.onnx [B.onnx ...]`` (implies ``--backend onnxruntime``; CONFIG
 may then be omitted) times existing graphs instead, e.g. the fp32 and INT8
 exports of one model, on random images of each graph's fixed input size;
 with several files the runs alternate and the speed-up of each file over
-the first is reported (``rtdetr_zoo.analysis.benchmark.benchmark_onnx``):
+the first is reported (``rtdetr_zoo.analysis.benchmark_onnx``):
 
     python tools/analysis/benchmark.py --onnx r18.onnx r18_int8.onnx \
         --threads 2 --warmup 3 --iters 20
 """
 import argparse
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from rtdetr_zoo.analysis import BACKENDS, benchmark, input_shape
-from rtdetr_zoo.analysis.benchmark import (benchmark_onnx, compare_revisions,
-                                           count_ops, profile_step)
-from rtdetr_zoo.analysis.timed_step import MODES, PARTS
+from rtdetr_zoo.analysis import benchmark_onnx, input_shape
+
+# The repository root, so that tools.analysis imports (see its __init__).
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+from tools.analysis.revision_compare import (compare_revisions,  # noqa: E402
+                                             count_ops)
+from tools.analysis.timed_step import (BACKENDS, MODES,  # noqa: E402
+                                       PARTS, benchmark_step, profile_step)
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', nargs='?', default=None,
@@ -157,7 +167,7 @@ def parse_args():
     return args
 
 
-def main():
+def main() -> None:
     args = parse_args()
     logger = MMLogger.get_instance('benchmark', log_level='INFO')
     if args.threads:
@@ -189,8 +199,8 @@ def main():
         except (ValueError, FileNotFoundError) as error:
             raise SystemExit(f'error: {error}')
     else:
-        benchmark(args.config, logger, warmup=args.warmup, iters=args.iters,
-                  **step)
+        benchmark_step(args.config, logger, warmup=args.warmup,
+                       iters=args.iters, **step)
 
 
 if __name__ == '__main__':

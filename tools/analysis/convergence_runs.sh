@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Convergence runs of the zoo on the raccoon data (issue 15): every variant
-# trained from scratch with one recipe and budget, the raccoon setting of
-# configs/_base_/raccoon_setting.py (320 px, batch 4, AdamW 2e-4, EMA) cut
-# to EPOCHS epochs (default 10 = 400 iterations), evaluated on the 40
+# Convergence runs of the zoo on the raccoon data (docs/model_zoo.md): every
+# variant trained from scratch with one recipe and budget, the raccoon
+# setting of configs/_base_/raccoon_setting.py (320 px, batch 4, AdamW 2e-4,
+# EMA) cut to EPOCHS epochs (default 10 = 400 iterations), evaluated on the 40
 # raccoon validation images at epochs 5 and 10.
 #
 #   bash tools/analysis/convergence_runs.sh [CONFIG ...]

@@ -23,7 +23,7 @@ from mmengine.config import DictAction
 from rtdetr_zoo.analysis import config_complexity, input_shape
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='config file')
@@ -43,7 +43,7 @@ def parse_args():
     return args
 
 
-def main():
+def main() -> None:
     args = parse_args()
     height, width = input_shape(args.shape)
     info = config_complexity(args.config, args.part, (height, width),

@@ -14,10 +14,11 @@ from mmengine.logging import print_log
 from rtdetr_zoo.datasets import convert_voc_to_coco
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument('voc_root', help='folder with annotations/ and images/')
+    parser.add_argument('voc_root',
+                        help='folder with annotations/ and images/')
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--val-ratio', type=float, default=0.2)
     parser.add_argument('--seed', type=int, default=0)

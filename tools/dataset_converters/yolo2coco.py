@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from rtdetr_zoo.datasets import convert_yolo_to_coco
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('data_yaml', help="Ultralytics' data.yaml")

@@ -39,6 +39,7 @@ quantizes the whole graph). The work is
 import argparse
 import os.path as osp
 import sys
+from typing import List, Optional
 
 from mmengine.config import DictAction
 
@@ -49,7 +50,7 @@ from rtdetr_zoo.deploy import (DEFAULT_CALIB_IMAGES, DEFAULT_OP_TYPES,
                                quantize_onnx, train_image_paths)
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='config file')
@@ -117,7 +118,7 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     model = load_detector(args.config, args.checkpoint, args.cfg_options)
     if args.shape is None:

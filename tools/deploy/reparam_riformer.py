@@ -25,13 +25,14 @@ under ``ema_state_dict`` as ``module.*``).
 The conversion is ``rtdetr_zoo.deploy.reparameterize``.
 """
 import argparse
+from typing import List, Optional
 
 from mmengine.config import DictAction
 
 from rtdetr_zoo.deploy import ReparamError, reparameterize
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config',
@@ -53,7 +54,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     try:
         report = reparameterize(args.config, args.checkpoint, args.out,

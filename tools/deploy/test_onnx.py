@@ -16,6 +16,7 @@ The work is ``rtdetr_zoo.deploy.evaluate_onnx``.
 import argparse
 import os.path as osp
 import sys
+from typing import List, Optional
 
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
@@ -23,7 +24,7 @@ from mmengine.logging import MMLogger
 from rtdetr_zoo.deploy import evaluate_onnx
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument('config', help='config file')
@@ -44,7 +45,7 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logger = MMLogger.get_instance('test_onnx', log_level='INFO')
     try:

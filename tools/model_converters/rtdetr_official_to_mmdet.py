@@ -8,33 +8,10 @@ SRC is a ``torch.save`` file holding the official model's state dict
 Every source tensor is accounted for: it is renamed to a key of our model,
 or listed as dropped with the reason. Written: ``{'state_dict': ...,
 'meta': {...}}`` loadable by ``load_from`` / ``tools/test.py``. The
-conversion is ``rtdetr_zoo.deploy.convert_official_checkpoint``.
+conversion is ``rtdetr_zoo.engine.convert_checkpoint_file``. (Converting is
+optional: the configs also load SRC as it is.)
 """
-import argparse
-
-from mmengine.logging import print_log
-
-from rtdetr_zoo.engine import convert_official_checkpoint
-
-
-def main():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument('src', help='official checkpoint')
-    parser.add_argument('dst', help='output checkpoint for rtdetr_zoo')
-    args = parser.parse_args()
-    try:
-        report = convert_official_checkpoint(args.src, args.dst)
-    except (OSError, RuntimeError, TypeError, KeyError) as err:
-        # A KeyError's str() is the repr of its message.
-        message = err.args[0] if isinstance(err, KeyError) else err
-        raise SystemExit(f'error: {message}') from None
-    print_log(f'converted {report["num_official"]} official tensors into '
-              f'{report["num_converted"]} tensors -> {args.dst}',
-              logger='current')
-    for key, reason in report['dropped'].items():
-        print_log(f'dropped {key}: {reason}', logger='current')
-
+from foreign_checkpoint import main
 
 if __name__ == '__main__':
-    main()
+    main('official', __doc__, src_help='official checkpoint')

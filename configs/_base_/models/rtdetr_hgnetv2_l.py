@@ -1,6 +1,6 @@
 # RT-DETR-L (Zhao et al., CVPR 2024): the HGNetv2-L backbone (stage widths
 # 512/1024/2048 at strides 8/16/32, frozen stem, BN in eval mode) on the
-# R50vd model's encoder and decoder; the seeds' Ultralytics `rtdetr-l`.
+# R50vd model's encoder and decoder; Ultralytics' `rtdetr-l`.
 # ImageNet weights: the PP-HGNetV2-L checkpoint that the official RT-DETR
 # code (lyuwenyu/RT-DETR, rtdetrv2_pytorch/src/nn/backbone/hgnetv2.py)
 # downloads; its layout is converted on load.

@@ -1,7 +1,7 @@
-# RT-DETR with a MobileNetV4-ConvSmall backbone and a BiFPN neck: the seed's
-# Ultralytics `rtdetr-MobileNetv4-BiFPN` (P2-P5 backbone features, widths
-# 32/64/96/1280, AIFI on P5, BiFPN weighted fusion + RepC3 top-down and
-# bottom-up, a 3-layer decoder on P3-P5). MobileNetV4: Qin et al., ECCV
+# RT-DETR with a MobileNetV4-ConvSmall backbone and a BiFPN neck: the blog
+# post's Ultralytics `rtdetr-MobileNetv4-BiFPN` (P2-P5 backbone features,
+# widths 32/64/96/1280, AIFI on P5, BiFPN weighted fusion + RepC3 top-down
+# and bottom-up, a 3-layer decoder on P3-P5). MobileNetV4: Qin et al., ECCV
 # 2024; BiFPN: Tan et al., CVPR 2020.
 # ImageNet weights: timm's `mobilenetv4_conv_small.e2400_r224_in1k`
 # (timm://NAME reads https://huggingface.co/timm/NAME/resolve/main/

@@ -57,22 +57,26 @@ model = dict(
     bbox_head=dict(
         type='RTDETRHead',
         num_classes=80,
-        sync_cls_avg_factor=True,
-        loss_cls=dict(
-            type='RTDETRVarifocalLoss', alpha=0.75, gamma=2.0,
-            loss_weight=1.0),
-        loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-        loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
+        # The matcher and the losses of every decoder layer, the encoder's
+        # top-k and the denoising queries, computed for the whole batch.
+        criterion=dict(
+            type='RTDETRCriterion',
+            matcher=dict(
+                type='BatchedHungarianMatcher',
+                match_costs=[
+                    dict(type='BatchedFocalLossCost', weight=2.0),
+                    dict(type='BatchedBBoxL1Cost', weight=5.0,
+                         box_format='xywh'),
+                    dict(type='BatchedIoUCost', iou_mode='giou', weight=2.0)
+                ]),
+            losses=dict(
+                cls=dict(type='RTDETRVarifocalLoss', alpha=0.75, gamma=2.0,
+                         loss_weight=1.0),
+                bbox=dict(type='MatchedL1Loss', loss_weight=5.0),
+                iou=dict(type='MatchedGIoULoss', loss_weight=2.0)),
+            sync_cls_avg_factor=True)),
     dn_cfg=dict(
         label_noise_scale=0.5,
         box_noise_scale=1.0,
         group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=100)),
-    train_cfg=dict(
-        assigner=dict(
-            type='HungarianAssigner',
-            match_costs=[
-                dict(type='FocalLossCost', weight=2.0),
-                dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                dict(type='IoUCost', iou_mode='giou', weight=2.0)
-            ])),
     test_cfg=dict(max_per_img=300))

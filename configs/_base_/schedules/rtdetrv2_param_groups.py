@@ -13,11 +13,13 @@ rtdetrv2_r18_groups = [
     dict(pattern=r'(?:norm|bn)[^.]*\.', weight_decay=0.0),
 ]
 # R34 (rtdetrv2_r34vd_120e_coco, _dsp_1x): the backbone at 5e-5, its norms
-# without weight decay; no weight decay on the other norms and biases.
+# without weight decay; no weight decay on the other norms and biases (the
+# attention's `in_proj_bias` included: the official pattern is any name with
+# `bias`).
 rtdetrv2_r34_groups = [
     dict(pattern=r'^backbone\.(?!.*(?:norm|bn)[^.]*\.)', lr=5e-5),
     dict(pattern=r'^backbone\.', lr=5e-5, weight_decay=0.0),
-    dict(pattern=r'(?:norm|bn)[^.]*\.|\.bias$', weight_decay=0.0),
+    dict(pattern=r'(?:norm|bn)[^.]*\.|bias$', weight_decay=0.0),
 ]
 # R50 and R50-M (rtdetrv2_r50vd_6x_coco, _m_7x, their dsp models): the
 # backbone's weights other than norms at 1e-5 (its norms keep the defaults);

@@ -20,8 +20,11 @@ A backbone says which sub-modules form its stem and each stage by
 Output ``i`` of an input (B, C, H, W) has the shape
 (B, out_channels[i], ceil(H / out_strides[i]), ceil(W / out_strides[i])).
 """
+from typing import Dict, List, Sequence, Tuple, Union
+
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
+from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..engine.checkpoint import extract_state_dict, read_checkpoint
@@ -42,8 +45,9 @@ class BackboneContract:
     #: Constructor arguments of the smallest published setting.
     smallest_cfg = None
 
-    def set_stage_args(self, out_indices, frozen_stages, norm_eval,
-                       num_stages):
+    def set_stage_args(self, out_indices: Union[int, Sequence[int]],
+                       frozen_stages: int, norm_eval: bool,
+                       num_stages: int) -> Tuple[int, ...]:
         """Validate and store the stage selection.
 
         ``out_indices`` (an int or a sequence) are resolved to non-negative
@@ -81,7 +85,8 @@ class BackboneContract:
         self.norm_eval = norm_eval
         return resolved
 
-    def set_feature_info(self, channels, strides):
+    def set_feature_info(self, channels: Sequence[int],
+                         strides: Sequence[int]) -> None:
         """Declare every stage's output channels and stride (all stages)."""
         if len(channels) != self.num_stages or len(strides) != (
                 self.num_stages):
@@ -94,21 +99,21 @@ class BackboneContract:
             for i, (c, s) in enumerate(zip(channels, strides)))
 
     @property
-    def out_channels(self):
+    def out_channels(self) -> List[int]:
         """Channels of the selected outputs, in ``out_indices`` order."""
         return [self.feature_info[i]['num_chs'] for i in self.out_indices]
 
     @property
-    def out_strides(self):
+    def out_strides(self) -> List[int]:
         """Strides of the selected outputs, in ``out_indices`` order."""
         return [self.feature_info[i]['reduction'] for i in self.out_indices]
 
-    def stage_module_names(self):
+    def stage_module_names(self) -> Tuple[List[str], List[List[str]]]:
         """``(stem names, [names of stage i for every stage])``: the
         sub-modules that ``frozen_stages`` freezes, by name."""
         return ['stem'], [[f'stages.{i}'] for i in range(self.num_stages)]
 
-    def frozen_modules(self):
+    def frozen_modules(self) -> List[nn.Module]:
         """The modules of the stem and the first ``frozen_stages`` stages."""
         if self.frozen_stages < 0:
             return []
@@ -117,14 +122,16 @@ class BackboneContract:
                         for n in stage]
         return [self.get_submodule(n) for n in names]
 
-    def apply_frozen_stages(self):
+    def apply_frozen_stages(self) -> None:
         """Put the frozen modules in eval mode and stop their gradients."""
         for module in self.frozen_modules():
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> 'BackboneContract':
+        """Set train / eval mode, keeping frozen stages and (with
+        ``norm_eval``) every BatchNorm in eval mode."""
         super().train(mode)
         self.apply_frozen_stages()
         if mode and self.norm_eval:
@@ -133,7 +140,7 @@ class BackboneContract:
                     module.eval()
         return self
 
-    def forward_stages(self, x):
+    def forward_stages(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Run the stem and the stages up to the last selected one.
 
         Returns the selected stage outputs as a tuple.
@@ -146,16 +153,16 @@ class BackboneContract:
                 outs.append(x)
         return tuple(outs)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """(B, C, H, W) -> tuple of (B, out_channels[i], ceil(H / s_i),
         ceil(W / s_i)) with ``s_i = out_strides[i]``."""
         return self.forward_stages(x)
 
-    def default_init(self):
+    def default_init(self) -> None:
         """The backbone's own initialisation when no checkpoint is loaded
         (nothing by default: the layers' constructors initialise them)."""
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         """Load a ``Pretrained`` init_cfg with :meth:`load_pretrained`;
         otherwise run :meth:`default_init`, then any other init_cfg."""
         init_cfg = self.init_cfg
@@ -169,11 +176,12 @@ class BackboneContract:
         else:
             BaseModule.init_weights(self)
 
-    def convert_pretrained(self, state_dict):
+    def convert_pretrained(
+            self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Map a foreign checkpoint layout to ours (identity by default)."""
         return state_dict
 
-    def load_pretrained(self, init_cfg):
+    def load_pretrained(self, init_cfg: dict) -> None:
         """Load ``dict(type='Pretrained', checkpoint=..., prefix=...)``.
 
         The checkpoint (file or URL) is read by

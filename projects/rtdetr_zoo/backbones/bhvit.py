@@ -14,16 +14,19 @@ backbone of CSP blocks (``CCRI``)::
 Widths and depths follow the YAML's Ultralytics scales
 ``[depth, width, max_channels]``: a width ``c`` becomes
 ``ceil(min(c, max_channels) * width / 8) * 8`` and a repeat count ``n``
-becomes ``max(round(n * depth), 1)``; the seed uses ``l`` (1024 -> 512).
+becomes ``max(round(n * depth), 1)``; the blog's model uses ``l``
+(1024 -> 512).
 ``Conv`` is conv (no bias, padding k // 2) + BN + SiLU.
 """
 import math
+from typing import Sequence, Union
 
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from ..layers.msgdc import CCRI, MSGDC
 from .base import BackboneContract
@@ -76,11 +79,17 @@ class CCRINet(BackboneContract, BaseModule):
 
     smallest_cfg = dict(arch='n')
 
-    def __init__(self, arch='l', in_channels=3, out_indices=(1, 2, 3),
-                 frozen_stages=-1, norm_eval=False, ccri_cfg=None,
-                 mixer_norm_cfg=dict(type='LN', eps=1e-6),
-                 norm_cfg=dict(type='BN'), act_cfg=dict(type='SiLU'),
-                 init_cfg=None):
+    def __init__(self,
+                 arch: Union[str, dict] = 'l',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 ccri_cfg: OptConfigType = None,
+                 mixer_norm_cfg: ConfigType = dict(type='LN', eps=1e-6),
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: ConfigType = dict(type='SiLU'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         depth, width, max_channels = self._parse_arch(arch)
         self.set_stage_args(out_indices, frozen_stages, norm_eval,

@@ -1,5 +1,5 @@
-"""HGNetv2 backbone of RT-DETR-L and RT-DETR-X (the ``rtdetr-l`` baseline of
-the seeds, and ``rtdetr-x``).
+"""HGNetv2 backbone of RT-DETR-L and RT-DETR-X (Ultralytics ``rtdetr-l`` and
+``rtdetr-x``).
 
 Reproduces the Ultralytics ``rtdetr-l.yaml`` / ``rtdetr-x.yaml`` backbones
 (PP-HGNetV2-L / X as used by RT-DETR, Zhao et al., CVPR 2024): an HG stem,
@@ -9,13 +9,16 @@ convs between the stages.
 """
 import re
 from collections import OrderedDict
+from typing import Collection, Dict, Mapping, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptMultiConfig
 
 from ..layers import conv_bn
 from .base import BackboneContract
@@ -23,14 +26,16 @@ from .base import BackboneContract
 RELU = dict(type='ReLU')
 
 
-def is_official_hgnetv2_layout(state_dict):
+def is_official_hgnetv2_layout(state_dict: Mapping[str, Tensor]) -> bool:
     """Whether a state dict uses the official RT-DETR ``HGNetv2`` key names
     (``stages.s.blocks.b.layers.l``, ``aggregation_*_conv``)."""
     return any(re.match(r'stages\.\d+\.(blocks|downsample)\.', k)
                for k in state_dict)
 
 
-def convert_official_hgnetv2(state_dict, downsample_stages):
+def convert_official_hgnetv2(
+        state_dict: Mapping[str, Tensor],
+        downsample_stages: Collection[int]) -> Dict[str, Tensor]:
     """Map the official RT-DETR ``HGNetv2`` layout (lyuwenyu/RT-DETR, e.g.
     ``PPHGNetV2_L_ssld_pretrained_from_paddle.pth``) onto :class:`HGNetv2`.
 
@@ -63,8 +68,11 @@ class HGStem(nn.Module):
     (B, 3, H, W) -> (B, out_channels, ceil(H / 4), ceil(W / 4)).
     """
 
-    def __init__(self, in_channels, mid_channels, out_channels,
-                 norm_cfg=dict(type='BN')):
+    def __init__(self,
+                 in_channels: int,
+                 mid_channels: int,
+                 out_channels: int,
+                 norm_cfg: ConfigType = dict(type='BN')) -> None:
         super().__init__()
         cba = dict(act_cfg=RELU, norm_cfg=norm_cfg)
         self.stem1 = conv_bn(in_channels, mid_channels, 3, 2, **cba)
@@ -74,7 +82,8 @@ class HGStem(nn.Module):
         self.stem4 = conv_bn(mid_channels, out_channels, 1, **cba)
         self.pool = nn.MaxPool2d(2, 1, ceil_mode=True)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, out_channels, ceil(H / 4), ceil(W / 4))."""
         x = F.pad(self.stem1(x), [0, 1, 0, 1])
         branch = self.stem2b(F.pad(self.stem2a(x), [0, 1, 0, 1]))
         x = torch.cat([self.pool(x), branch], dim=1)
@@ -84,15 +93,19 @@ class HGStem(nn.Module):
 class LightConv(nn.Module):
     """1x1 conv-BN then a depthwise kxk conv-BN-act."""
 
-    def __init__(self, in_channels, out_channels, kernel_size,
-                 norm_cfg=dict(type='BN')):
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 norm_cfg: ConfigType = dict(type='BN')) -> None:
         super().__init__()
         self.conv1 = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
         self.conv2 = conv_bn(out_channels, out_channels, kernel_size,
                              groups=out_channels, act_cfg=RELU,
                              norm_cfg=norm_cfg)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
         return self.conv2(self.conv1(x))
 
 
@@ -103,9 +116,15 @@ class HGBlock(nn.Module):
     (B, C_in, H, W) -> (B, out_channels, H, W).
     """
 
-    def __init__(self, in_channels, mid_channels, out_channels, kernel_size=3,
-                 num_convs=6, light=False, shortcut=False,
-                 norm_cfg=dict(type='BN')):
+    def __init__(self,
+                 in_channels: int,
+                 mid_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 3,
+                 num_convs: int = 6,
+                 light: bool = False,
+                 shortcut: bool = False,
+                 norm_cfg: ConfigType = dict(type='BN')) -> None:
         super().__init__()
         cba = dict(act_cfg=RELU, norm_cfg=norm_cfg)
         self.convs = nn.ModuleList()
@@ -119,7 +138,8 @@ class HGBlock(nn.Module):
         self.excite = conv_bn(out_channels // 2, out_channels, 1, **cba)
         self.add = shortcut and in_channels == out_channels
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, in_channels, H, W) -> (B, out_channels, H, W)."""
         feats = [x]
         for conv in self.convs:
             feats.append(conv(feats[-1]))
@@ -171,8 +191,13 @@ class HGNetv2(BackboneContract, BaseModule):
     }
     smallest_cfg = dict(arch='L')
 
-    def __init__(self, arch='L', out_indices=(1, 2, 3), frozen_stages=-1,
-                 norm_eval=False, norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(self,
+                 arch: Union[str, dict] = 'L',
+                 out_indices: Sequence[int] = (1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if isinstance(arch, str):
             if arch not in self.arch_zoo:
@@ -204,7 +229,8 @@ class HGNetv2(BackboneContract, BaseModule):
             i for i, stage in enumerate(stages) if stage[6]}
         self.apply_frozen_stages()
 
-    def convert_pretrained(self, state_dict):
+    def convert_pretrained(
+            self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Accept the official RT-DETR ``HGNetv2`` checkpoint layout."""
         if is_official_hgnetv2_layout(state_dict):
             return convert_official_hgnetv2(state_dict,

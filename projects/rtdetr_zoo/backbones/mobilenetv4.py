@@ -29,6 +29,7 @@ linear, and attention runs on any feature-map size.
 """
 import re
 from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -37,14 +38,19 @@ from mmcv.cnn import ConvModule, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, kaiming_init
+from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from .base import BackboneContract
 
 
-def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+def make_divisible(value: float,
+                   divisor: int = 8,
+                   min_value: Optional[int] = None,
+                   round_limit: float = 0.9) -> int:
     """Round ``value`` to the nearest multiple of ``divisor`` without going
     below ``round_limit * value`` (the MobileNet channel rounding rule)."""
     min_value = min_value or divisor
@@ -182,11 +188,12 @@ class LayerScale2d(nn.Module):
     (B, C, H, W) -> (B, C, H, W), ``x * gamma[None, :, None, None]``.
     """
 
-    def __init__(self, channels, init_value):
+    def __init__(self, channels: int, init_value: float) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.full((channels, ), float(init_value)))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return x * self.gamma.view(1, -1, 1, 1)
 
 
@@ -216,9 +223,12 @@ class FusedInvertedBottleneck(_ResidualMixin, BaseModule):
     residual when ``stride == 1`` and ``C_in == C_out``.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride,
-                 expand_ratio, norm_cfg, act_cfg, layer_scale_init_value=None,
-                 drop_path_rate=0., init_cfg=None):
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel_size: int, stride: int, expand_ratio: float,
+                 norm_cfg: ConfigType, act_cfg: ConfigType,
+                 layer_scale_init_value: Optional[float] = None,
+                 drop_path_rate: float = 0.,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         mid = make_divisible(in_channels * expand_ratio)
         self.conv_exp = _conv_norm_act(in_channels, mid, kernel_size, stride,
@@ -228,7 +238,8 @@ class FusedInvertedBottleneck(_ResidualMixin, BaseModule):
                             stride == 1 and in_channels == out_channels,
                             layer_scale_init_value, drop_path_rate)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, ceil(H / s), ceil(W / s))."""
         return self._residual(self.conv_pwl(self.conv_exp(x)), x)
 
 
@@ -244,10 +255,13 @@ class UniversalInvertedBottleneck(_ResidualMixin, BaseModule):
     residual when ``stride == 1`` and ``C_in == C_out``.
     """
 
-    def __init__(self, in_channels, out_channels, start_dw_kernel_size,
-                 middle_dw_kernel_size, stride, expand_ratio, norm_cfg,
-                 act_cfg, layer_scale_init_value=None, drop_path_rate=0.,
-                 init_cfg=None):
+    def __init__(self, in_channels: int, out_channels: int,
+                 start_dw_kernel_size: int, middle_dw_kernel_size: int,
+                 stride: int, expand_ratio: float, norm_cfg: ConfigType,
+                 act_cfg: ConfigType,
+                 layer_scale_init_value: Optional[float] = None,
+                 drop_path_rate: float = 0.,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if stride > 1 and not (start_dw_kernel_size or middle_dw_kernel_size):
             raise ValueError(
@@ -273,7 +287,8 @@ class UniversalInvertedBottleneck(_ResidualMixin, BaseModule):
                             stride == 1 and in_channels == out_channels,
                             layer_scale_init_value, drop_path_rate)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, ceil(H / s), ceil(W / s))."""
         out = self.pw_proj(self.dw_mid(self.pw_exp(self.dw_start(x))))
         return self._residual(out, x)
 
@@ -294,9 +309,17 @@ class MultiQueryAttention2d(BaseModule):
     is (B, num_heads, N, M).
     """
 
-    def __init__(self, channels, num_heads, key_dim, value_dim,
-                 query_stride=1, kv_stride=1, dw_kernel_size=3, attn_drop=0.,
-                 norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(self,
+                 channels: int,
+                 num_heads: int,
+                 key_dim: int,
+                 value_dim: int,
+                 query_stride: int = 1,
+                 kv_stride: int = 1,
+                 dw_kernel_size: int = 3,
+                 attn_drop: float = 0.,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         for name, value in (('num_heads', num_heads), ('key_dim', key_dim),
                             ('value_dim', value_dim),
@@ -328,7 +351,7 @@ class MultiQueryAttention2d(BaseModule):
         self.out_proj = nn.Conv2d(num_heads * value_dim, channels, 1,
                                   bias=False)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """Xavier-uniform projections (as timm, for stable hybrid training)."""
         convs = [self.query_proj, self.key_proj, self.value_proj,
                  self.out_proj]
@@ -337,7 +360,8 @@ class MultiQueryAttention2d(BaseModule):
         for conv in convs:
             nn.init.xavier_uniform_(conv.weight)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         batch, _, height, width = x.shape
         query = x
         if self.query_stride > 1:
@@ -373,10 +397,18 @@ class MobileMQABlock(_ResidualMixin, BaseModule):
     (B, C, H, W) -> (B, C, H, W).
     """
 
-    def __init__(self, channels, num_heads, key_dim, value_dim, kv_stride,
-                 norm_cfg, query_stride=1, dw_kernel_size=3,
-                 layer_scale_init_value=None, drop_path_rate=0.,
-                 init_cfg=None):
+    def __init__(self,
+                 channels: int,
+                 num_heads: int,
+                 key_dim: int,
+                 value_dim: int,
+                 kv_stride: int,
+                 norm_cfg: ConfigType,
+                 query_stride: int = 1,
+                 dw_kernel_size: int = 3,
+                 layer_scale_init_value: Optional[float] = None,
+                 drop_path_rate: float = 0.,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         self.norm = build_norm_layer(norm_cfg, channels)[1]
         self.attn = MultiQueryAttention2d(
@@ -385,7 +417,8 @@ class MobileMQABlock(_ResidualMixin, BaseModule):
         self._init_residual(channels, True, layer_scale_init_value,
                             drop_path_rate)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return self._residual(self.attn(self.norm(x)), x)
 
 
@@ -425,10 +458,16 @@ class MobileNetV4(BackboneContract, BaseModule):
 
     smallest_cfg = dict(arch='conv_small')
 
-    def __init__(self, arch='conv_small', out_indices=(0, 1, 2, 3),
-                 last_convs=True, frozen_stages=-1, norm_eval=False,
-                 norm_cfg=dict(type='BN'), act_cfg=None, drop_path_rate=0.,
-                 init_cfg=None):
+    def __init__(self,
+                 arch: Union[str, dict] = 'conv_small',
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 last_convs: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 act_cfg: OptConfigType = None,
+                 drop_path_rate: float = 0.,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if isinstance(arch, str):
             if arch not in ARCH_SETTINGS:
@@ -505,14 +544,14 @@ class MobileNetV4(BackboneContract, BaseModule):
             f'MobileNetV4 block type must be conv, fused_ib, uib or mqa, got '
             f'{kind!r} in spec {spec}')
 
-    def stage_module_names(self):
+    def stage_module_names(self) -> Tuple[List[str], List[List[str]]]:
         """The last stage includes ``last_convs``."""
         stem, stages = super().stage_module_names()
         if self.last_convs is not None:
             stages[-1].append('last_convs')
         return stem, stages
 
-    def default_init(self):
+    def default_init(self) -> None:
         """Kaiming (fan-out) convs, unit BN, Xavier attention projections."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -523,13 +562,14 @@ class MobileNetV4(BackboneContract, BaseModule):
             if isinstance(module, MultiQueryAttention2d):
                 module.reset_parameters()
 
-    def convert_pretrained(self, state_dict):
+    def convert_pretrained(
+            self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Accept timm ``mobilenetv4_*`` checkpoints (key mapping)."""
         if is_timm_mobilenetv4_layout(state_dict):
             return convert_timm_mobilenetv4(state_dict)
         return state_dict
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """(B, 3, H, W) -> the ``out_indices`` stage outputs; the last
         stage's output is taken after ``last_convs``."""
         x = self.stem(x)
@@ -543,7 +583,7 @@ class MobileNetV4(BackboneContract, BaseModule):
         return tuple(outs)
 
 
-def is_timm_mobilenetv4_layout(state_dict):
+def is_timm_mobilenetv4_layout(state_dict: Mapping[str, Tensor]) -> bool:
     """Whether a state dict uses timm's ``MobileNetV3`` key names."""
     return any(k.startswith(('conv_stem.', 'blocks.')) for k in state_dict)
 
@@ -570,7 +610,8 @@ _TIMM_BLOCK_RULES = [
 ]
 
 
-def convert_timm_mobilenetv4(state_dict):
+def convert_timm_mobilenetv4(
+        state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     """Map a timm ``mobilenetv4_*`` state dict onto :class:`MobileNetV4`.
 
     ``conv_stem``/``bn1`` -> ``stem.conv``/``stem.bn``;

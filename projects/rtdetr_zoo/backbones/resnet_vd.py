@@ -8,11 +8,14 @@ shortcut (a 1x1 conv + BN even when the widths match, as in R18/R34's first
 stage), which keeps official checkpoints loadable 1:1.
 """
 from collections import OrderedDict
+from typing import Dict, Sequence
 
 import torch.nn as nn
 from mmengine.model import BaseModule
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptMultiConfig
 
 from ..engine.official_converter import rename_official_key
 from ..layers import conv_bn
@@ -26,7 +29,8 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels, channels, stride, shortcut, norm_cfg):
+    def __init__(self, in_channels: int, channels: int, stride: int,
+                 shortcut: nn.Module, norm_cfg: ConfigType) -> None:
         super().__init__()
         self.conv1 = conv_bn(in_channels, channels, 3, stride, act_cfg=RELU,
                              norm_cfg=norm_cfg)
@@ -34,7 +38,8 @@ class BasicBlock(nn.Module):
         self.shortcut = shortcut
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, channels, ceil(H / s), ceil(W / s))."""
         return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
 
 
@@ -43,7 +48,8 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_channels, channels, stride, shortcut, norm_cfg):
+    def __init__(self, in_channels: int, channels: int, stride: int,
+                 shortcut: nn.Module, norm_cfg: ConfigType) -> None:
         super().__init__()
         self.conv1 = conv_bn(in_channels, channels, 1, act_cfg=RELU,
                              norm_cfg=norm_cfg)
@@ -54,12 +60,14 @@ class Bottleneck(nn.Module):
         self.shortcut = shortcut
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, 4 * channels, ceil(H / s), ceil(W / s))."""
         return self.act(
             self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
 
 
-def projection_shortcut(in_channels, out_channels, stride, norm_cfg):
+def projection_shortcut(in_channels: int, out_channels: int, stride: int,
+                        norm_cfg: ConfigType) -> nn.Sequential:
     """vd shortcut: 2x2 avg-pool (when strided) then 1x1 conv + norm."""
     conv = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
     if stride == 1:
@@ -99,8 +107,13 @@ class ResNetVd(BackboneContract, BaseModule):
     stage_widths = (64, 128, 256, 512)
     smallest_cfg = dict(depth=18)
 
-    def __init__(self, depth=50, out_indices=(1, 2, 3), frozen_stages=-1,
-                 norm_eval=False, norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(self,
+                 depth: int = 50,
+                 out_indices: Sequence[int] = (1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if depth not in self.arch_settings:
             raise ValueError(
@@ -134,7 +147,8 @@ class ResNetVd(BackboneContract, BaseModule):
                               (4, 8, 16, 32))
         self.apply_frozen_stages()
 
-    def convert_pretrained(self, state_dict):
+    def convert_pretrained(
+            self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Accept the official RT-DETR ``PResNet`` layout (its ImageNet
         weights ``ResNet*_vd_*pretrained_from_paddle.pth``: ``conv1.conv1_k``,
         ``res_layers.i.blocks.j.branch2x`` / ``short``), renamed by the

@@ -15,11 +15,14 @@ and are mapped here onto mmpretrain's ``network`` list
 input so that every output is ``ceil(H / stride) x ceil(W / stride)``, and
 refuses to fold into BatchNorm.
 """
+from typing import List, Sequence, Tuple, Union
+
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 from mmpretrain.models.backbones.riformer import RIFormer as _RIFormer
 from mmpretrain.models.backbones.riformer import RIFormerBlock
+from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
@@ -84,9 +87,15 @@ class RIFormer(BackboneContract, _RIFormer):
 
     smallest_cfg = dict(arch='s12')
 
-    def __init__(self, arch='s12', out_indices=(1, 2, 3), frozen_stages=-1,
-                 norm_eval=False, deploy=False, in_stride=4, down_stride=2,
-                 **kwargs):
+    def __init__(self,
+                 arch: Union[str, dict] = 's12',
+                 out_indices: Sequence[int] = (1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 deploy: bool = False,
+                 in_stride: int = 4,
+                 down_stride: int = 2,
+                 **kwargs) -> None:
         settings = self.arch_settings.get(arch) if isinstance(
             arch, str) else arch
         if not isinstance(settings, dict) or not {
@@ -118,7 +127,7 @@ class RIFormer(BackboneContract, _RIFormer):
         self.set_feature_info(settings['embed_dims'], strides)
         self.apply_frozen_stages()
 
-    def stage_module_names(self):
+    def stage_module_names(self) -> Tuple[List[str], List[List[str]]]:
         """The stem is ``patch_embed``; stage ``i`` is the patch embedding in
         front of it, its blocks and its output norm."""
         stages = []
@@ -131,7 +140,7 @@ class RIFormer(BackboneContract, _RIFormer):
             stages.append(names)
         return ['patch_embed'], stages
 
-    def default_init(self):
+    def default_init(self) -> None:
         """mmpretrain's ImageNet recipe: Conv2d and Linear trunc-normal
         (std 0.02, bias 0), GroupNorm weight 1 and bias 0."""
         for module in self.modules():
@@ -144,7 +153,7 @@ class RIFormer(BackboneContract, _RIFormer):
         """mmpretrain's freezing hook; the contract's
         :meth:`apply_frozen_stages` freezes instead (see ``train``)."""
 
-    def forward_tokens(self, x):
+    def forward_tokens(self, x: Tensor) -> Tuple[Tensor, ...]:
         """mmpretrain's stage loop, reading the network positions of the
         selected stages."""
         outs = []
@@ -156,7 +165,7 @@ class RIFormer(BackboneContract, _RIFormer):
                 outs.append(getattr(self, f'norm{position}')(x))
         return tuple(outs)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """(B, C, H, W) -> tuple of (B, out_channels[k], ceil(H / s_k),
         ceil(W / s_k))."""
         pad_h = -x.shape[-2] % self.in_stride
@@ -165,7 +174,7 @@ class RIFormer(BackboneContract, _RIFormer):
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.forward_tokens(self.forward_embeddings(x))
 
-    def switch_to_deploy(self):
+    def switch_to_deploy(self) -> None:
         """Fold every block's token mixer into its norm (mmpretrain's
         ``RIFormerBlock.switch_to_deploy``), in place.
 

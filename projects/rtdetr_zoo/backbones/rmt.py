@@ -17,12 +17,16 @@ and the detection backbone's ``extra_norms.*``) are converted on load by
 """
 import re
 from collections import OrderedDict
+from typing import (Collection, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptMultiConfig
 
 from ..layers.retention import RetentionStage, conv_norm_act
 from .base import BackboneContract
@@ -67,13 +71,14 @@ _BLOCK_RENAMES = (('pos.conv.', 'cpe.'), ('retention_layer_norm.', 'norm1.'),
                   ('gamma_2', 'gamma2'))
 
 
-def is_official_rmt_layout(state_dict):
+def is_official_rmt_layout(state_dict: Mapping[str, Tensor]) -> bool:
     """Whether a state dict uses the official RMT key names."""
     return any(k.startswith(('patch_embed.', 'layers.')) for k in state_dict)
 
 
-def convert_official_rmt(state_dict, out_indices=(0, 1, 2, 3),
-                         norm_name='bn'):
+def convert_official_rmt(state_dict: Mapping[str, Tensor],
+                         out_indices: Collection[int] = (0, 1, 2, 3),
+                         norm_name: str = 'bn') -> Dict[str, Tensor]:
     """Map an official RMT state dict onto :class:`RMT`'s key names.
 
     ``patch_embed.proj.{0..10}`` -> ``stem.{0..3}.{conv,bn}``;
@@ -202,11 +207,20 @@ class RMT(BackboneContract, BaseModule):
 
     smallest_cfg = dict(arch='t')
 
-    def __init__(self, arch='t', in_channels=3, out_indices=(1, 2, 3),
-                 frozen_stages=-1, norm_eval=False, drop_path_rate=None,
-                 norm_cfg=dict(type='BN'), out_norm=True, ffn_dwconv=True,
-                 use_rope=True, with_cp=False, decay_cache_size=4,
-                 init_cfg=None):
+    def __init__(self,
+                 arch: Union[str, dict] = 't',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 drop_path_rate: Optional[float] = None,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 out_norm: bool = True,
+                 ffn_dwconv: bool = True,
+                 use_rope: bool = True,
+                 with_cp: bool = False,
+                 decay_cache_size: int = 4,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         settings = _resolve_arch(arch)
         dims = settings['embed_dims']
@@ -251,7 +265,7 @@ class RMT(BackboneContract, BaseModule):
         self.set_feature_info(dims, [4 * 2**i for i in range(num_stages)])
         self.apply_frozen_stages()
 
-    def stage_module_names(self):
+    def stage_module_names(self) -> Tuple[List[str], List[List[str]]]:
         """Stage ``i`` is its retention blocks and its output norm."""
         return ['stem'], [
             [f'stages.{i}'] + ([f'out_norms.{i}']
@@ -259,7 +273,7 @@ class RMT(BackboneContract, BaseModule):
             for i in range(self.num_stages)
         ]
 
-    def default_init(self):
+    def default_init(self) -> None:
         """The official init: Linear trunc-normal std 0.02, LayerNorm 1/0."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -267,14 +281,17 @@ class RMT(BackboneContract, BaseModule):
             elif isinstance(module, nn.LayerNorm):
                 constant_init(module, 1.0, bias=0.0)
 
-    def convert_pretrained(self, state_dict):
+    def convert_pretrained(
+            self, state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Accept checkpoints in the official RMT layout (key mapping)."""
         if is_official_rmt_layout(state_dict):
             return convert_official_rmt(state_dict, self.out_indices,
                                         self.stem[0].norm_name)
         return state_dict
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """(B, 3, H, W) -> tuple of (B, out_channels[i], ceil(H / s_i),
+        ceil(W / s_i)), with LayerNorm when ``out_norm``."""
         x = self.stem(x).permute(0, 2, 3, 1)
         outs = []
         for i in range(self.out_indices[-1] + 1):

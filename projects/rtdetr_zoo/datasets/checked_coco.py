@@ -12,6 +12,7 @@ import logging
 import math
 import os.path as osp
 from collections import Counter, defaultdict
+from typing import List, Optional, Sequence
 
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
@@ -36,7 +37,10 @@ def _examples(ids):
     return shown + (', ...' if len(ids) > MAX_EXAMPLES else '')
 
 
-def check_categories(categories, classes, ann_file, ann_counts=None):
+def check_categories(categories: List[dict],
+                     classes: Sequence[str],
+                     ann_file: str,
+                     ann_counts: Optional[Counter] = None) -> List[int]:
     """Match the json's categories to the config's class names.
 
     Args:
@@ -127,14 +131,16 @@ class CheckedCocoDataset(CocoDataset):
             box after clipping. Defaults to 1, as mmdet's ``CocoDataset``.
     """
 
-    def __init__(self, *args, min_box_size=1.0, **kwargs):
+    def __init__(self, *args, min_box_size: float = 1.0, **kwargs) -> None:
         if min_box_size < 0:
             raise ValueError(f'min_box_size must be >= 0, got {min_box_size}')
         self.min_box_size = min_box_size
         self.box_report = {}
         super().__init__(*args, **kwargs)
 
-    def load_data_list(self):
+    def load_data_list(self) -> List[dict]:
+        """Read the json, check its categories (:func:`check_categories`)
+        and parse every image, repairing or dropping its boxes."""
         if '://' not in self.ann_file and not osp.isfile(self.ann_file):
             raise FileNotFoundError(
                 f'{type(self).__name__}: annotation file not found: '
@@ -178,7 +184,8 @@ class CheckedCocoDataset(CocoDataset):
         self._log_box_report()
         return data_list
 
-    def parse_data_info(self, raw_data_info):
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """mmdet's parsing after every box was checked and clipped."""
         img_info = raw_data_info['raw_img_info']
         width, height = img_info.get('width'), img_info.get('height')
         if not (isinstance(width, (int, float)) and width > 0

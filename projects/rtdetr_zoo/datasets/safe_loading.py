@@ -1,5 +1,6 @@
 """Image loading that names the bad file, or skips it with a logged message."""
 import logging
+from typing import Optional
 
 import mmcv
 import numpy as np
@@ -17,7 +18,7 @@ class BadImageError(ValueError):
     """An image file that is missing, unreadable or of the wrong size."""
 
 
-def jpeg_is_truncated(data):
+def jpeg_is_truncated(data: bytes) -> bool:
     """Whether JPEG bytes lack their end-of-image marker.
 
     Decoders fill a truncated JPEG with grey and only print a warning, so a
@@ -51,7 +52,10 @@ class SafeLoadImageFromFile(LoadImageFromFile):
             (``color_type``, ``imdecode_backend``, ``backend_args``, ...).
     """
 
-    def __init__(self, on_error='raise', check_size=True, **kwargs):
+    def __init__(self,
+                 on_error: str = 'raise',
+                 check_size: bool = True,
+                 **kwargs) -> None:
         if on_error not in ('raise', 'skip'):
             raise ValueError(
                 f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -97,7 +101,9 @@ class SafeLoadImageFromFile(LoadImageFromFile):
                     'boxes were drawn on the unrotated image)')
         raise BadImageError(msg)
 
-    def transform(self, results):
+    def transform(self, results: dict) -> Optional[dict]:
+        """Load ``results['img_path']`` into ``results['img']`` (H, W, 3)
+        with ``img_shape`` and ``ori_shape``; None for a skipped file."""
         filename = results['img_path']
         try:
             img = self._read(filename)
@@ -116,7 +122,7 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         results['ori_shape'] = img.shape[:2]
         return results
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(on_error={self.on_error!r}, '
                 f'check_size={self.check_size}, '
                 f'color_type={self.color_type!r}, '

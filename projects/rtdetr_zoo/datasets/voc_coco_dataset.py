@@ -1,5 +1,6 @@
 """A COCO dataset built from a Pascal VOC folder on first use."""
 import os.path as osp
+from typing import List
 
 from mmengine.dist import get_dist_info, barrier
 
@@ -26,14 +27,20 @@ class VOCAsCocoDataset(CheckedCocoDataset):
             :func:`convert_voc_to_coco`.
     """
 
-    def __init__(self, *args, voc_root='', val_ratio=0.2, split_seed=0,
-                 **kwargs):
+    def __init__(self,
+                 *args,
+                 voc_root: str = '',
+                 val_ratio: float = 0.2,
+                 split_seed: int = 0,
+                 **kwargs) -> None:
         self.voc_root = voc_root
         self.val_ratio = val_ratio
         self.split_seed = split_seed
         super().__init__(*args, **kwargs)
 
-    def load_data_list(self):
+    def load_data_list(self) -> List[dict]:
+        """Convert the VOC folder when ``ann_file`` is missing, then load
+        it as :class:`CheckedCocoDataset` does."""
         if not osp.isfile(self.ann_file):
             voc_root = osp.join(self.data_root or '', self.voc_root)
             rank, _ = get_dist_info()

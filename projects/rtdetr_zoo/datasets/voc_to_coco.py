@@ -6,6 +6,7 @@ import os.path as osp
 import random
 import re
 import xml.etree.ElementTree as ET
+from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 from PIL import Image, UnidentifiedImageError
@@ -44,7 +45,7 @@ def _resolve_image(image_dir, file_name, xml_path):
         f'{stem} with another extension of {IMAGE_EXTENSIONS})')
 
 
-def inspect_image(path):
+def inspect_image(path: str) -> Tuple[int, int]:
     """The ``(width, height)`` of an image file, read from its header.
 
     Raises:
@@ -67,7 +68,7 @@ def inspect_image(path):
     return size
 
 
-def parse_voc_xml(xml_path, image_dir):
+def parse_voc_xml(xml_path: str, image_dir: str) -> dict:
     """Read one VOC annotation.
 
     Returns:
@@ -134,9 +135,14 @@ def _check_images(records, image_dir, skip_bad_images):
     return keep
 
 
-def convert_voc_to_coco(voc_root, out_dir, val_ratio=0.2, seed=0,
-                        classes=None, ann_dir='annotations',
-                        img_dir='images', skip_bad_images=False):
+def convert_voc_to_coco(voc_root: str,
+                        out_dir: str,
+                        val_ratio: float = 0.2,
+                        seed: int = 0,
+                        classes: Optional[Sequence[str]] = None,
+                        ann_dir: str = 'annotations',
+                        img_dir: str = 'images',
+                        skip_bad_images: bool = False) -> Dict[str, str]:
     """Convert a VOC folder into ``train.json`` and ``val.json`` (COCO).
 
     The split is reproducible: annotation files are sorted naturally, shuffled

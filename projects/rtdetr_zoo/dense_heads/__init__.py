@@ -1,2 +1,5 @@
-"""Dense heads."""
-from .rtdetr_head import RTDETRHead  # noqa: F401
+"""The head and its batched criterion."""
+from .rtdetr_criterion import RTDETRCriterion
+from .rtdetr_head import RTDETRHead
+
+__all__ = ['RTDETRCriterion', 'RTDETRHead']

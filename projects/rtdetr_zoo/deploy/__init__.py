@@ -1,10 +1,12 @@
 """Deployment: end-to-end ONNX export and ONNX Runtime inference, COCO
 evaluation of an exported graph, static INT8 quantization, RIFormer
-re-parameterisation; the conversion of official RT-DETR checkpoints
-(:mod:`rtdetr_zoo.engine.official_converter`, beside checkpoint reading) is
-re-exported for the converter tools."""
+re-parameterisation. The conversion of official RT-DETR and Ultralytics
+checkpoints lives beside checkpoint reading
+(:mod:`rtdetr_zoo.engine.official_converter`, which model code imports);
+its official mapping and file converter are re-exported here for the
+deployment scripts."""
 from ..engine.official_converter import (  # noqa: F401
-    RENAMES, convert_official_checkpoint, convert_official_state_dict,
+    RENAMES, convert_checkpoint_file, convert_official_state_dict,
     rename_official_key)
 from .onnx_export import (DEFAULT_OPSET, RTDETROnnxWrapper,  # noqa: F401
                           bgr_to_onnx_input, check_onnx, compare_detections,
@@ -27,7 +29,7 @@ __all__ = [
     'RTDETROnnxWrapper', 'ReparamError', 'bgr_to_onnx_input',
     'build_evaluator', 'build_test_dataset', 'check_input_shape',
     'check_one_image_batch',
-    'check_onnx', 'compare_detections', 'convert_official_checkpoint',
+    'check_onnx', 'compare_detections', 'convert_checkpoint_file',
     'convert_official_state_dict', 'create_ort_session',
     'default_input_shape', 'evaluate_onnx', 'export_onnx',
     'graph_input_shape', 'iter_onnx_predictions',

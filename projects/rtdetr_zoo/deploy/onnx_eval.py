@@ -16,22 +16,35 @@ test dataset exactly as ``tools/test.py`` would feed the PyTorch model:
 tests to compare with ``model.predict``); :func:`evaluate_onnx` builds the
 dataset, session and evaluator and returns the metrics.
 """
+import logging
 import os.path as osp
+from typing import (TYPE_CHECKING, Iterator, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
+from mmengine.config import Config
+from mmengine.dataset import BaseDataset
 from mmengine.evaluator import Evaluator
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 from mmengine.utils import ProgressBar
+from torch import Tensor
+
+from mmdet.structures import DetDataSample
 
 from ..apis import load_config
 from .onnx_export import (INPUT_NAMES, create_ort_session, run_ort,
                           test_resize_shape)
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
-def graph_input_shape(session, path='the graph'):
+
+def graph_input_shape(
+        session: 'ort.InferenceSession',
+        path: str = 'the graph') -> Tuple[Optional[int], int, int]:
     """The (B, H, W) of an ONNX Runtime session's ``images`` input, with
     fixed H and W (B is ``None`` when dynamic).
 
@@ -46,7 +59,8 @@ def graph_input_shape(session, path='the graph'):
     return batch, int(shape[2]), int(shape[3])
 
 
-def check_one_image_batch(batch, path, purpose):
+def check_one_image_batch(batch: Optional[int], path: str,
+                          purpose: str) -> None:
     """Raise a ``ValueError`` when a graph has a fixed batch other than 1
     (``purpose`` says why one image at a time is fed)."""
     if batch not in (None, 1):
@@ -54,7 +68,9 @@ def check_one_image_batch(batch, path, purpose):
                          f'export with --batch 1 or --dynamic-batch')
 
 
-def check_input_shape(graph_shape, cfg_shape, onnx_path, config_name):
+def check_input_shape(graph_shape: Sequence[int],
+                      cfg_shape: Optional[Sequence[int]], onnx_path: str,
+                      config_name: str) -> None:
     """Raise a ``ValueError`` naming both sizes when the graph's fixed input
     (H, W) differs from the config's test resize (H, W)."""
     if cfg_shape is not None and tuple(graph_shape) != tuple(cfg_shape):
@@ -65,7 +81,8 @@ def check_input_shape(graph_shape, cfg_shape, onnx_path, config_name):
             f'--shape {cfg_shape[0]} {cfg_shape[1]}')
 
 
-def build_test_dataset(cfg, max_images=None):
+def build_test_dataset(cfg: Config,
+                       max_images: Optional[int] = None) -> BaseDataset:
     """The config's test dataset (``cfg.test_dataloader.dataset``), limited
     to its first ``max_images`` images (mmengine's ``indices``)."""
     from mmdet.registry import DATASETS
@@ -78,13 +95,16 @@ def build_test_dataset(cfg, max_images=None):
     return DATASETS.build(dataset_cfg)
 
 
-def packed_to_onnx_input(inputs):
+def packed_to_onnx_input(inputs: Tensor) -> np.ndarray:
     """A packed test-pipeline image, (3, H, W) uint8 BGR tensor -> the graph
     input, float32 RGB (1, 3, H, W)."""
     return np.ascontiguousarray(inputs.numpy()[::-1][None], dtype=np.float32)
 
 
-def iter_onnx_predictions(session, dataset, onnx_path='the graph'):
+def iter_onnx_predictions(
+        session: 'ort.InferenceSession',
+        dataset: BaseDataset,
+        onnx_path: str = 'the graph') -> Iterator[Tuple[dict, DetDataSample]]:
     """Run ``session`` on every image of ``dataset`` (a test dataset whose
     items are ``PackDetInputs`` dicts).
 
@@ -121,7 +141,7 @@ def iter_onnx_predictions(session, dataset, onnx_path='the graph'):
         yield data, result
 
 
-def build_evaluator(cfg, dataset):
+def build_evaluator(cfg: Config, dataset: BaseDataset) -> Evaluator:
     """The config's ``test_evaluator`` for ``dataset``; metrics that keep a
     list of image ids (``CocoMetric.img_ids``) are restricted to the
     dataset's images, so that a subset is evaluated on itself only."""
@@ -134,8 +154,12 @@ def build_evaluator(cfg, dataset):
     return evaluator
 
 
-def evaluate_onnx(config, onnx_path, max_images=None, cfg_options=None,
-                  num_threads=None, logger=None):
+def evaluate_onnx(config: Union[str, Config],
+                  onnx_path: str,
+                  max_images: Optional[int] = None,
+                  cfg_options: Optional[dict] = None,
+                  num_threads: Optional[int] = None,
+                  logger: Optional[logging.Logger] = None) -> dict:
     """COCO-evaluate an exported graph over the config's test dataset (see
     module doc), with a progress bar.
 

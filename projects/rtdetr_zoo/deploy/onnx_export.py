@@ -26,17 +26,24 @@ import copy
 import os
 import os.path as osp
 import warnings
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from torch import nn
+from torch import Tensor, nn
 
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+#: ``(labels (K,), boxes (K, 4) xyxy, scores (K,))`` of one image.
+Detections = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 INPUT_NAMES = ('images', )
 OUTPUT_NAMES = ('labels', 'boxes', 'scores')
@@ -45,7 +52,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 16
 
 
-def default_input_shape(model):
+def default_input_shape(model: nn.Module) -> Tuple[int, int]:
     """The evaluation size (H, W) of a detector built by
     :func:`rtdetr_zoo.apis.load_detector`: its config's
     ``model.neck.eval_spatial_size``, else the fixed ``Resize`` scale of the
@@ -57,7 +64,7 @@ def default_input_shape(model):
     return test_resize_shape(cfg) or (640, 640)
 
 
-def test_resize_shape(cfg):
+def test_resize_shape(cfg: Config) -> Optional[Tuple[int, int]]:
     """The fixed (H, W) of the first ``Resize(scale=(W, H),
     keep_ratio=False)`` in ``cfg``'s test pipeline, or ``None`` when the
     test pipeline has no such resize."""
@@ -71,7 +78,7 @@ def test_resize_shape(cfg):
     return None
 
 
-def switch_to_deploy(model):
+def switch_to_deploy(model: nn.Module) -> List[str]:
     """Call ``switch_to_deploy()`` on every sub-module that has one.
 
     The modules are collected first (a fusion may delete sub-modules), and
@@ -101,14 +108,14 @@ class RTDETROnnxWrapper(nn.Module):
     ``(labels (B, K), boxes (B, K, 4) xyxy pixels, scores (B, K))``.
     """
 
-    def __init__(self, detector, input_shape, max_per_img=None):
+    def __init__(self,
+                 detector: nn.Module,
+                 input_shape: Sequence[int],
+                 max_per_img: Optional[int] = None) -> None:
         super().__init__()
         self.detector = detector
         self.input_shape = tuple(int(v) for v in input_shape)
         head = detector.bbox_head
-        if not head.loss_cls.use_sigmoid:
-            raise ValueError('RTDETROnnxWrapper needs a sigmoid '
-                             'classification head (RT-DETR uses one)')
         self.num_classes = head.num_classes
         max_per_img = max_per_img or (head.test_cfg or {}).get(
             'max_per_img', detector.num_queries)
@@ -136,7 +143,9 @@ class RTDETROnnxWrapper(nn.Module):
             'box_max', torch.tensor([width, height] * 2, dtype=torch.float32),
             persistent=False)
 
-    def forward(self, images):
+    def forward(self, images: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(B, 3, H, W) float RGB in [0, 255] -> labels (B, K), boxes
+        (B, K, 4) xyxy in input pixels, scores (B, K)."""
         if tuple(images.shape[-2:]) != self.input_shape:
             raise ValueError(
                 f'images of size {tuple(images.shape[-2:])} given to a '
@@ -163,8 +172,14 @@ class RTDETROnnxWrapper(nn.Module):
         return labels, boxes, scores
 
 
-def export_onnx(model, out, input_shape, batch_size=1, opset=DEFAULT_OPSET,
-                dynamic_batch=False, simplify=False, max_per_img=None):
+def export_onnx(model: nn.Module,
+                out: str,
+                input_shape: Sequence[int],
+                batch_size: int = 1,
+                opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = False,
+                simplify: bool = False,
+                max_per_img: Optional[int] = None) -> dict:
     """Export a detector to an end-to-end ONNX graph (see module doc).
 
     The model is deep-copied, so the caller's model is left untouched; the
@@ -232,7 +247,9 @@ def export_onnx(model, out, input_shape, batch_size=1, opset=DEFAULT_OPSET,
                 topk=wrapper.topk, deployed=deployed)
 
 
-def create_ort_session(path, num_threads=None):
+def create_ort_session(
+        path: str,
+        num_threads: Optional[int] = None) -> 'ort.InferenceSession':
     """An ONNX Runtime CPU session for ``path`` (all graph optimisations)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
@@ -244,7 +261,8 @@ def create_ort_session(path, num_threads=None):
         path, sess_options=options, providers=['CPUExecutionProvider'])
 
 
-def run_ort(session, images):
+def run_ort(session: 'ort.InferenceSession',
+            images: Union[np.ndarray, Tensor]) -> Tuple[np.ndarray, ...]:
     """Run ``session`` on float RGB ``images`` (B, 3, H, W) in [0, 255]
     (numpy or tensor); returns ``(labels, boxes, scores)`` numpy arrays."""
     if isinstance(images, torch.Tensor):
@@ -254,7 +272,7 @@ def run_ort(session, images):
         {INPUT_NAMES[0]: np.ascontiguousarray(images, dtype=np.float32)}))
 
 
-def torch_predict(model, image_bgr):
+def torch_predict(model: nn.Module, image_bgr: np.ndarray) -> Detections:
     """Reference detections with mmdet's own path: ``model.predict`` on one
     BGR uint8 image (H, W, 3) through the data pre-processor, no rescale.
 
@@ -276,7 +294,11 @@ def torch_predict(model, image_bgr):
             result.scores.numpy())
 
 
-def check_onnx(model, onnx_path, image_path, input_shape, atol=1e-3):
+def check_onnx(model: nn.Module,
+               onnx_path: str,
+               image_path: str,
+               input_shape: Tuple[int, int],
+               atol: float = 1e-3) -> dict:
     """Compare an exported graph (ONNX Runtime) with ``model.predict``
     (PyTorch) on one image file, resized to ``input_shape`` (H, W).
 
@@ -298,13 +320,16 @@ def check_onnx(model, onnx_path, image_path, input_shape, atol=1e-3):
                               input_shape, atol=atol)
 
 
-def bgr_to_onnx_input(image_bgr):
+def bgr_to_onnx_input(image_bgr: np.ndarray) -> np.ndarray:
     """BGR uint8 (H, W, 3) -> the graph input: float32 RGB (1, 3, H, W)."""
     return np.ascontiguousarray(
         image_bgr[..., ::-1].transpose(2, 0, 1)[None], dtype=np.float32)
 
 
-def compare_detections(reference, candidate, image_shape, atol=1e-3):
+def compare_detections(reference: Detections,
+                       candidate: Detections,
+                       image_shape: Tuple[int, int],
+                       atol: float = 1e-3) -> dict:
     """Match two sets of detections and measure their differences.
 
     Detections are paired one-to-one (Hungarian matching on the largest of

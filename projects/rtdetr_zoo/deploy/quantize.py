@@ -18,12 +18,15 @@ and the box / class heads stay fp32.
 """
 import os
 import os.path as osp
+import logging
 import re
 import tempfile
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import mmcv
 import numpy as np
 import onnx
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
@@ -46,7 +49,9 @@ DEFAULT_SCOPES = ('/backbone/', '/neck/', '/input_proj',
 DEFAULT_CALIB_IMAGES = 32
 
 
-def train_image_paths(config, num_images, cfg_options=None):
+def train_image_paths(config: Union[str, Config],
+                      num_images: int,
+                      cfg_options: Optional[dict] = None) -> List[str]:
     """``num_images`` image files of the config's training set
     (``cfg.train_dataloader.dataset``, dataset wrappers unwrapped), spread
     evenly over it.
@@ -77,13 +82,15 @@ class ImageCalibrationReader:
     next image resized to ``input_shape`` (H, W), ``None`` at the end; a
     progress bar counts the images."""
 
-    def __init__(self, image_paths, input_shape):
+    def __init__(self, image_paths: Iterable[str],
+                 input_shape: Tuple[int, int]) -> None:
         self.paths = list(image_paths)
         self.height, self.width = input_shape
         self.index = 0
         self.progress = None
 
-    def get_next(self):
+    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
+        """The next image as the graph's feed dict, None after the last."""
         if self.index >= len(self.paths):
             return None
         if self.progress is None:
@@ -97,11 +104,15 @@ class ImageCalibrationReader:
         self.progress.update()
         return {INPUT_NAMES[0]: bgr_to_onnx_input(image)}
 
-    def rewind(self):
+    def rewind(self) -> None:
+        """Start again at the first image."""
         self.index = 0
 
 
-def nodes_in_scopes(path, op_types=DEFAULT_OP_TYPES, scopes=DEFAULT_SCOPES):
+def nodes_in_scopes(
+        path: str,
+        op_types: Sequence[str] = DEFAULT_OP_TYPES,
+        scopes: Optional[Sequence[str]] = DEFAULT_SCOPES) -> List[str]:
     """Names of the nodes of ``path`` whose op type is in ``op_types`` and
     whose name matches (``re.match``) one of the regular expressions
     ``scopes`` (all nodes if ``scopes`` is empty or ``None``)."""
@@ -112,9 +123,13 @@ def nodes_in_scopes(path, op_types=DEFAULT_OP_TYPES, scopes=DEFAULT_SCOPES):
             and (not patterns or any(p.match(node.name) for p in patterns))]
 
 
-def quantize_onnx(fp32_path, out_path, calib_images,
-                  op_types=DEFAULT_OP_TYPES, scopes=DEFAULT_SCOPES,
-                  nodes_to_exclude=None, logger=None):
+def quantize_onnx(fp32_path: str,
+                  out_path: str,
+                  calib_images: Union[str, List[str]],
+                  op_types: Sequence[str] = DEFAULT_OP_TYPES,
+                  scopes: Optional[Sequence[str]] = DEFAULT_SCOPES,
+                  nodes_to_exclude: Optional[List[str]] = None,
+                  logger: Optional[logging.Logger] = None) -> dict:
     """Write a statically quantized (QDQ, per-channel) copy of a graph.
 
     Args:

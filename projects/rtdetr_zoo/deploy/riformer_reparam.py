@@ -21,9 +21,12 @@ is converted by default; ``no_ema=True`` converts the raw weights instead
 import copy
 import os
 import os.path as osp
+from typing import Dict, Optional, Tuple
 
 import torch
+from mmengine.config import Config
 from mmpretrain.models.backbones import RIFormer as MMPretrainRIFormer
+from torch import Tensor, nn
 
 from mmdet.registry import MODELS
 
@@ -39,7 +42,8 @@ class ReparamError(Exception):
     """A config or checkpoint that cannot be re-parameterised."""
 
 
-def load_riformer_config(path, cfg_options=None):
+def load_riformer_config(path: str,
+                         cfg_options: Optional[dict] = None) -> Config:
     """The config at ``path`` (with ``cfg_options``), checked to be a
     detector config with a RIFormer backbone (mmpretrain's or ours)."""
     try:
@@ -60,7 +64,8 @@ def load_riformer_config(path, cfg_options=None):
     return cfg
 
 
-def build_riformer_detector(cfg, path, deploy):
+def build_riformer_detector(cfg: Config, path: str,
+                            deploy: bool) -> nn.Module:
     """The detector of ``cfg`` (random weights, eval mode) with
     ``model.backbone.deploy=deploy``."""
     try:
@@ -78,7 +83,8 @@ def build_riformer_detector(cfg, path, deploy):
     return model
 
 
-def select_state_dict(checkpoint, path, no_ema):
+def select_state_dict(checkpoint: dict, path: str,
+                      no_ema: bool) -> Tuple[Dict[str, Tensor], str]:
     """The weights of ``checkpoint`` to convert.
 
     Args:
@@ -110,7 +116,7 @@ def select_state_dict(checkpoint, path, no_ema):
     return state_dict, 'raw (non-EMA) weights from ema_state_dict'
 
 
-def check_riformer_keys(state_dict, path):
+def check_riformer_keys(state_dict: Dict[str, Tensor], path: str) -> None:
     """Raise unless ``state_dict`` is a training-time RIFormer detector's."""
     backbone_keys = [k for k in state_dict if k.startswith('backbone.')]
     if any('.norm_reparam.' in k for k in backbone_keys):
@@ -132,12 +138,12 @@ def _load_strict(model, state_dict, what):
         raise ReparamError(str(err)) from err
 
 
-def count_params(module):
+def count_params(module: nn.Module) -> int:
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
 
 
-def plain_meta(meta):
+def plain_meta(meta: Optional[dict]) -> dict:
     """The entries of ``meta`` that load with ``torch.load(weights_only=True)``
     (plain Python containers of str/int/float/bool/None)."""
 
@@ -161,8 +167,12 @@ def _read(path):
         raise ReparamError(str(err)) from err
 
 
-def reparameterize(config, checkpoint, out, cfg_options=None, no_ema=False,
-                   deploy_config=None):
+def reparameterize(config: str,
+                   checkpoint: str,
+                   out: str,
+                   cfg_options: Optional[dict] = None,
+                   no_ema: bool = False,
+                   deploy_config: Optional[str] = None) -> dict:
     """Convert ``checkpoint`` (trained with ``config``) and write ``out``.
 
     Args:

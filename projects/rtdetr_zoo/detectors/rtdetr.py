@@ -1,64 +1,47 @@
 """RT-DETR detector on mmdet's DINO (Zhao et al., CVPR 2024)."""
+from typing import Dict, Optional, Sequence, Tuple
+
 import torch
 from mmcv.cnn import ConvModule
 from mmcv.ops import MultiScaleDeformableAttention
-from mmengine.logging import MMLogger
-from torch import nn
+from torch import Tensor, nn
 
 from mmdet.models.detectors import DINO
 from mmdet.models.detectors.deformable_detr import DeformableDETR
 from mmdet.registry import MODELS
+from mmdet.structures import OptSampleList, SampleList
+from mmdet.utils import ConfigType, OptConfigType
 
-from ..engine.checkpoint import extract_state_dict
-from ..engine.official_converter import (convert_official_state_dict,
-                                         convert_ultralytics_state_dict,
-                                         is_ultralytics_layout)
+from ..engine.official_converter import convert_layout_pre_hook
 from ..layers import RTDETRTransformerDecoder, conv_bn
 from ..layers.denoising import BatchedCdnQueryGenerator
 from ..layers.folded_conv_bn import FoldedConvBNForward
-from ..layers.rtdetr_decoder import fp32_branch
+from ..layers.deformable_attention import fp32_branch
 
-# Keys only an official RT-DETR (lyuwenyu/RT-DETR, rtdetr_pytorch) state
-# dict has.
-OFFICIAL_KEY_PREFIXES = ('encoder.input_proj.', 'decoder.dec_score_head.',
-                         'decoder.decoder.layers.')
 QUERY_SELECT_METHODS = ('default', 'agnostic', 'one2many')
-# Our tensors whose shape depends on the number of classes.
-CLASS_DEPENDENT_PREFIXES = ('bbox_head.cls_branches.',
-                            'dn_query_generator.label_embedding.')
 
 
-def load_official_layout(module, state_dict, prefix, *args):
-    """``load_state_dict`` pre-hook of :class:`RTDETR`: accept an official
-    RT-DETR checkpoint as it is.
-
-    A whole checkpoint file (e.g. the official ``{'ema': {'module': ...}}``
-    of ``rtdetr_r18vd_dec3_6x_coco_from_paddle.pth``, or a training file
-    that also holds ``model`` and the optimizer) is unwrapped by
-    :func:`~rtdetr_zoo.engine.extract_state_dict`, and official key names
-    are converted in place by :meth:`RTDETR.convert_official_layout`, so
-    ``load_from``, ``tools/test.py``, ``mmdet.apis.init_detector`` and
-    ``mmengine.runner.load_checkpoint`` all take official files.
-    """
-    own = {k[len(prefix):]: v for k, v in state_dict.items()
-           if k.startswith(prefix)}
-    weights = own
-    if not all(isinstance(v, torch.Tensor) for v in own.values()):
-        weights = extract_state_dict(own)
-    converted = module.convert_official_layout(weights)
-    if converted is not own:
-        for key in own:
-            del state_dict[prefix + key]
-        state_dict.update({prefix + k: v for k, v in converted.items()})
+def replace_zero_dropout(module: nn.Module) -> None:
+    """Replace every ``nn.Dropout(p=0)`` below ``module`` by
+    ``nn.Identity``: the same function in every mode (ATen's dropout
+    returns its input for p = 0, drawing no random numbers), without an
+    aten call per use (19 per R18-vd inference, in the decoder and the
+    encoder's AIFI layer)."""
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout and child.p == 0:
+            setattr(module, name, nn.Identity())
+        else:
+            replace_zero_dropout(child)
 
 
-def dense_channels_last(grad):
+def dense_channels_last(grad: Tensor) -> Tensor:
     """Tensor hook: ``grad`` packed densely in channels-last (itself when it
     already is)."""
     return grad.contiguous(memory_format=torch.channels_last)
 
 
-def dense_channels_last_grad(module, inputs, output):
+def dense_channels_last_grad(module: nn.Module, inputs: Tuple[Tensor, ...],
+                             output: Tensor) -> None:
     """Forward hook of the BatchNorm layers of a channels-last
     :class:`RTDETR`: the gradient of their output comes back densely packed
     in channels-last.
@@ -125,10 +108,14 @@ class RTDETR(DINO):
             Defaults to True.
     """
 
-    def __init__(self, *args, decoder, num_queries=300, num_feature_levels=3,
-                 in_channels=None, anchor_grid_size=0.05, anchor_eps=1e-2,
-                 channels_last=True, efficient_conv_bn_eval=True, dn_cfg=None,
-                 query_select_method='default', **kwargs):
+    def __init__(self, *args, decoder: ConfigType, num_queries: int = 300,
+                 num_feature_levels: int = 3,
+                 in_channels: Optional[Sequence[int]] = None,
+                 anchor_grid_size: float = 0.05, anchor_eps: float = 1e-2,
+                 channels_last: bool = True,
+                 efficient_conv_bn_eval: bool = True,
+                 dn_cfg: OptConfigType = None,
+                 query_select_method: str = 'default', **kwargs) -> None:
         if query_select_method not in QUERY_SELECT_METHODS:
             raise ValueError(
                 f'query_select_method must be one of {QUERY_SELECT_METHODS}, '
@@ -138,6 +125,12 @@ class RTDETR(DINO):
         self.anchor_grid_size = anchor_grid_size
         self.anchor_eps = anchor_eps
         self._anchor_cache = {}
+        # As DeformableDETR sets the head's share_pred_layer and
+        # as_two_stage: 'agnostic' scores the encoder's tokens with one
+        # class-agnostic score.
+        kwargs['bbox_head'] = dict(
+            kwargs['bbox_head'],
+            class_agnostic_encoder=query_select_method == 'agnostic')
         # DINO's constructor, with the batched denoising generator instead
         # of mmdet's.
         super(DINO, self).__init__(
@@ -152,14 +145,11 @@ class RTDETR(DINO):
                     f'dn_cfg.{key} is set by the detector (bbox_head.'
                     f'num_classes, the decoder width, num_queries); remove '
                     f'it from the config')
-        if query_select_method == 'agnostic':
-            # One class-agnostic encoder score per token.
-            self.bbox_head.cls_branches[self.decoder.num_layers] = \
-                nn.Linear(self.embed_dims, 1)
         self.dn_query_generator = BatchedCdnQueryGenerator(
             num_classes=self.bbox_head.num_classes,
             embed_dims=self.embed_dims, num_matching_queries=num_queries,
             **dn_cfg)
+        replace_zero_dropout(self)
         self.channels_last = channels_last
         self.efficient_conv_bn_eval = efficient_conv_bn_eval
         self._set_efficient_conv_bn_eval(efficient_conv_bn_eval)
@@ -169,14 +159,16 @@ class RTDETR(DINO):
                 for module in part.modules():
                     if isinstance(module, nn.modules.batchnorm._BatchNorm):
                         module.register_forward_hook(dense_channels_last_grad)
-        self.register_load_state_dict_pre_hook(load_official_layout)
+        # Official RT-DETR and Ultralytics checkpoints load as they are
+        # (load_from, tools/test.py, init_detector, load_checkpoint).
+        self.register_load_state_dict_pre_hook(convert_layout_pre_hook)
 
-    def _conv_parts(self):
+    def _conv_parts(self) -> Tuple[nn.Module, ...]:
         """The convolutional part (backbone, neck, input projection): what
         ``channels_last`` and ``efficient_conv_bn_eval`` apply to."""
         return (self.backbone, self.neck, self.input_proj)
 
-    def _set_efficient_conv_bn_eval(self, enabled):
+    def _set_efficient_conv_bn_eval(self, enabled: bool) -> None:
         for part in self._conv_parts():
             for module in part.modules():
                 if isinstance(module, ConvModule) and module.with_norm:
@@ -185,7 +177,7 @@ class RTDETR(DINO):
                         module.efficient_conv_bn_eval_forward = \
                             FoldedConvBNForward()
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> 'RTDETR':
         """Also drops the conv-BN weights folded for inference when
         training starts (they are folded again at the next inference)."""
         super().train(mode)
@@ -197,7 +189,7 @@ class RTDETR(DINO):
                     forward.clear()
         return self
 
-    def switch_to_deploy(self):
+    def switch_to_deploy(self) -> None:
         """Before export (:func:`rtdetr_zoo.deploy.switch_to_deploy`): plain
         conv + BatchNorm nodes (the runtime fuses them into the conv's
         initializers) and contiguous weights."""
@@ -205,47 +197,7 @@ class RTDETR(DINO):
         self.to(memory_format=torch.contiguous_format)
         self.channels_last = False
 
-    def convert_official_layout(self, state_dict):
-        """Convert an official RT-DETR state dict (official key names) or an
-        Ultralytics RT-DETR one (``rtdetr-l.pt`` / ``rtdetr-x.pt``:
-        ``model.<layer>.*``) to ours, with the converters' mappings
-        (:func:`~rtdetr_zoo.engine.official_converter.convert_official_state_dict`,
-        :func:`~rtdetr_zoo.engine.official_converter.convert_ultralytics_state_dict`).
-
-        Class-dependent tensors whose shape differs from this model's
-        (fine-tuning to another number of classes) are left out, so they
-        keep their initialisation; one log line names them.
-
-        Returns:
-            dict: the converted state dict, or ``state_dict`` itself when it
-            is in neither layout.
-        """
-        if is_ultralytics_layout(state_dict):
-            source = 'an Ultralytics RT-DETR'
-            converted, dropped = convert_ultralytics_state_dict(state_dict)
-        elif any(k.startswith(OFFICIAL_KEY_PREFIXES) for k in state_dict):
-            source = 'an official RT-DETR'
-            converted, dropped = convert_official_state_dict(state_dict)
-        else:
-            return state_dict
-        own = self.state_dict()
-        reinitialised = [
-            k for k, v in converted.items()
-            if k.startswith(CLASS_DEPENDENT_PREFIXES) and k in own
-            and v.shape != own[k].shape
-        ]
-        logger = MMLogger.get_current_instance()
-        logger.info(f'RTDETR: converted {source} checkpoint '
-                    f'({len(state_dict)} tensors -> {len(converted)}); '
-                    f'dropped: {sorted(dropped)}')
-        if reinitialised:
-            logger.info(
-                f'RTDETR: re-initialised the class-dependent tensors (the '
-                f'checkpoint has another number of classes): '
-                f'{reinitialised}')
-        return {k: v for k, v in converted.items() if k not in reinitialised}
-
-    def _init_layers(self):
+    def _init_layers(self) -> None:
         self.decoder = RTDETRTransformerDecoder(**self.decoder)
         self.embed_dims = self.decoder.embed_dims
         in_channels = self.proj_in_channels or (
@@ -253,13 +205,14 @@ class RTDETR(DINO):
         if len(in_channels) != self.num_feature_levels:
             raise ValueError(
                 f'in_channels {list(in_channels)} must list one entry per '
-                f'feature level (num_feature_levels={self.num_feature_levels})')
+                f'feature level '
+                f'(num_feature_levels={self.num_feature_levels})')
         self.input_proj = nn.ModuleList(
             conv_bn(c, self.embed_dims, 1) for c in in_channels)
         self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
         self.memory_trans_norm = nn.LayerNorm(self.embed_dims)
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         super(DeformableDETR, self).init_weights()
         for param in self.decoder.parameters():
             if param.dim() > 1:
@@ -269,7 +222,7 @@ class RTDETR(DINO):
                 module.init_weights()
         nn.init.xavier_uniform_(self.memory_trans_fc.weight)
 
-    def extract_feat(self, batch_inputs):
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor, ...]:
         """Backbone and neck features of images (B, 3, H, W), in
         channels-last memory format when ``channels_last``."""
         if self.channels_last:
@@ -277,12 +230,15 @@ class RTDETR(DINO):
                 memory_format=torch.channels_last)
         return super().extract_feat(batch_inputs)
 
-    def loss(self, batch_inputs, batch_data_samples):
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
         for sample in batch_data_samples:
             sample.set_metainfo(dict(img_shape=sample.batch_input_shape))
         return super().loss(batch_inputs, batch_data_samples)
 
-    def pre_transformer(self, img_feats, batch_data_samples=None):
+    def pre_transformer(
+            self, img_feats: Tuple[Tensor, ...],
+            batch_data_samples: OptSampleList = None) -> Tuple[dict, dict]:
         """Project and flatten the neck outputs into one memory sequence.
 
         Returns:
@@ -306,11 +262,13 @@ class RTDETR(DINO):
             spatial_shapes=spatial_shapes, level_start_index=level_start_index)
         return dict(memory=memory, **level_info), dict(level_info)
 
-    def forward_encoder(self, memory, spatial_shapes, level_start_index):
+    def forward_encoder(self, memory: Tensor, spatial_shapes: Tensor,
+                        level_start_index: Tensor) -> dict:
         """Identity: the hybrid encoder already ran as the neck."""
         return dict(memory=memory, spatial_shapes=spatial_shapes)
 
-    def generate_anchors(self, spatial_shapes, device, dtype):
+    def generate_anchors(self, spatial_shapes: Tensor, device: torch.device,
+                         dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
         """RT-DETR anchors in logit space and their validity mask.
 
         Returns:
@@ -340,7 +298,9 @@ class RTDETR(DINO):
             self._anchor_cache[key] = (anchors.to(dtype), valid)
         return self._anchor_cache[key]
 
-    def pre_decoder(self, memory, spatial_shapes, batch_data_samples=None):
+    def pre_decoder(
+            self, memory: Tensor, spatial_shapes: Tensor,
+            batch_data_samples: OptSampleList = None) -> Tuple[dict, dict]:
         """IoU-aware query selection plus denoising queries.
 
         Returns:
@@ -397,7 +357,7 @@ class RTDETR(DINO):
             dn_meta=dn_meta) if self.training else dict()
         return decoder_inputs, head_inputs
 
-    def select_queries(self, enc_class):
+    def select_queries(self, enc_class: Tensor) -> Tensor:
         """Tokens (B, Q, 1) selected from the encoder scores (B, N, C) by
         ``query_select_method`` (RT-DETRv2, Lv et al. 2024): the top-Q
         tokens by their best class (``'default'``, RT-DETR's) or by their
@@ -412,8 +372,10 @@ class RTDETR(DINO):
                                dim=1)[1]
         return index.unsqueeze(-1)
 
-    def forward_decoder(self, query, memory, reference_points, spatial_shapes,
-                        level_start_index, dn_mask=None):
+    def forward_decoder(self, query: Tensor, memory: Tensor,
+                        reference_points: Tensor, spatial_shapes: Tensor,
+                        level_start_index: Tensor,
+                        dn_mask: Optional[Tensor] = None) -> dict:
         """Run the decoder; returns ``hidden_states`` and ``references``."""
         hidden_states, references = self.decoder(
             query=query, value=memory, reference_points=reference_points,

@@ -22,15 +22,18 @@ allowance at all: :func:`encode_checkpoint_objects` stores the numpy and
 so a resume sees the message hub and random states as they were saved.
 
 :func:`extract_state_dict` finds the model weights inside a checkpoint of any
-of the layouts in use (mmengine, timm, official RT-DETR, bare state dicts).
+of the layouts in use (mmengine, timm, official RT-DETR, bare state dicts);
+:func:`~rtdetr_zoo.engine.official_converter.convert_checkpoint_layout`
+converts the official RT-DETR and Ultralytics key names to ours.
 """
+import logging
 import os
 import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Optional
+from typing import Any, Callable, ContextManager, Optional, Union
 from urllib.parse import urlparse
 
 import numpy as np
@@ -41,12 +44,16 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 _multiarray = np._core.multiarray
 
+#: ``torch.load``'s ``map_location``: a device name, a device, a mapping or
+#: a function of (storage, location).
+MapLocation = Union[str, torch.device, dict, Callable, None]
+
 # The statistics methods that a pickled HistoryBuffer refers to, as
 # ``getattr(HistoryBuffer, name)``.
 HISTORY_BUFFER_STATISTICS = ('current', 'max', 'mean', 'min')
 
 
-def history_buffer_getattr(obj, name):
+def history_buffer_getattr(obj: Any, name: str) -> Callable:
     """``getattr`` as the unpickler sees it: resolves only
     ``HistoryBuffer.<statistic>`` (:data:`HISTORY_BUFFER_STATISTICS`), the
     one use of ``getattr`` in mmengine checkpoints.
@@ -275,7 +282,8 @@ TIMM_HUB_URL = ('https://huggingface.co/timm/{name}/resolve/main/'
 
 
 @CheckpointLoader.register_scheme(prefixes='timm://')
-def load_from_timm_hub(filename, map_location=None):
+def load_from_timm_hub(filename: str,
+                       map_location: MapLocation = None) -> dict:
     """Read ``timm://NAME`` (e.g. ``timm://mobilenetv4_conv_small.
     e2400_r224_in1k``): timm's weights ``NAME`` from :data:`TIMM_HUB_URL`,
     downloaded once into torch hub's cache as ``timm_NAME.bin`` (every timm
@@ -307,9 +315,10 @@ def download_to_hub_cache(url: str, model_dir: Optional[str] = None,
 
 @CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
                                   force=True)
-def load_from_http_weights_only(filename: str, map_location=None,
+def load_from_http_weights_only(filename: str,
+                                map_location: MapLocation = None,
                                 model_dir: Optional[str] = None,
-                                progress: bool = os.isatty(0)):
+                                progress: bool = os.isatty(0)) -> dict:
     """mmengine's ``http(s)://`` loader (``load_from_http``: download on
     local rank 0 first, then the other ranks), reading the downloaded file
     with the weights-only unpickler: mmengine 0.10.7's goes through
@@ -326,7 +335,7 @@ def load_from_http_weights_only(filename: str, map_location=None,
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def checkpoint_safe_globals():
+def checkpoint_safe_globals() -> ContextManager:
     """Context manager: inside it, ``torch.load`` with its default
     ``weights_only=True`` also accepts :data:`CHECKPOINT_SAFE_GLOBALS`.
 
@@ -359,7 +368,8 @@ def _unpickling_reason(err):
     return message.strip().splitlines()[0] if message.strip() else repr(err)
 
 
-def read_checkpoint(filename, map_location='cpu', logger=None):
+def read_checkpoint(filename: str, map_location: MapLocation = 'cpu',
+                    logger: Union[str, logging.Logger, None] = None) -> dict:
     """Read a checkpoint file or URL with the weights-only unpickler.
 
     Args:
@@ -421,7 +431,8 @@ def read_checkpoint(filename, map_location='cpu', logger=None):
     return decode_checkpoint_objects(checkpoint, source=filename)
 
 
-def extract_state_dict(checkpoint, prefix=None, source=''):
+def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None,
+                       source: str = '') -> 'OrderedDict[str, torch.Tensor]':
     """The model weights inside a checkpoint, as a flat state dict.
 
     Unwraps, in order: official RT-DETR's ``{'ema': {'module': ...}}``, then

@@ -2,11 +2,15 @@
 its launcher calls ``torch.cuda.set_device`` and its runner passes
 ``device_ids=[LOCAL_RANK]``, which ``DistributedDataParallel`` rejects for a
 CPU module."""
+from typing import Optional, Sequence
+
 import torch
 import torch.distributed as torch_dist
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
+from torch import nn
 
 
 @MODEL_WRAPPERS.register_module()
@@ -15,11 +19,14 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
     ``device_ids`` the runner injects are dropped. (Registered in mmengine's
     root registry, where the runner looks model wrappers up.)"""
 
-    def __init__(self, module, device_ids=None, **kwargs):
+    def __init__(self,
+                 module: nn.Module,
+                 device_ids: Optional[Sequence[int]] = None,
+                 **kwargs) -> None:
         super().__init__(module=module, device_ids=None, **kwargs)
 
 
-def setup_cpu_distributed(cfg):
+def setup_cpu_distributed(cfg: Config) -> None:
     """Start the gloo process group and select
     :class:`CPUDistributedDataParallel` when training with a launcher on a
     machine without CUDA (the runner then skips its own initialisation).

@@ -4,13 +4,14 @@ stop epoch."""
 import logging
 import math
 import random
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner import BaseLoop, IterBasedTrainLoop
+from mmengine.runner import BaseLoop, IterBasedTrainLoop, Runner
 
 from mmdet.engine.hooks import PipelineSwitchHook
 from mmdet.registry import HOOKS
@@ -33,7 +34,8 @@ class DatasetCheckHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def before_train(self, runner):
+    def before_train(self, runner: Runner) -> None:
+        """Compare the head's ``num_classes`` with the datasets' classes."""
         model = _unwrap(runner.model)
         head = getattr(model, 'bbox_head', None)
         num_classes = getattr(head, 'num_classes', None)
@@ -76,8 +78,12 @@ class NonFiniteLossHook(Hook):
 
     priority = 'ABOVE_NORMAL'
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
+    def after_train_iter(self,
+                         runner: Runner,
+                         batch_idx: int,
+                         data_batch: Optional[dict] = None,
+                         outputs: Optional[dict] = None) -> None:
+        """Warn with the non-finite terms of ``outputs`` (the log vars)."""
         bad = {}
         for name, value in (outputs or {}).items():
             value = float(value.detach().float().sum()) if isinstance(
@@ -99,7 +105,7 @@ class NonFiniteLossHook(Hook):
                   f'{action}', logger='current', level=logging.WARNING)
 
 
-def get_random_state():
+def get_random_state() -> dict:
     """The Python, NumPy and torch (CPU and CUDA) random states."""
     state = dict(python=random.getstate(), numpy=np.random.get_state(),
                  torch=torch.get_rng_state())
@@ -108,7 +114,7 @@ def get_random_state():
     return state
 
 
-def set_random_state(state):
+def set_random_state(state: dict) -> None:
     """Restore a state returned by :func:`get_random_state`."""
     random.setstate(state['python'])
     np.random.set_state(state['numpy'])
@@ -167,20 +173,27 @@ class RandomStateHook(Hook):
 
     priority = 'VERY_LOW'
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._pending = None
 
-    def before_save_checkpoint(self, runner, checkpoint):
+    def before_save_checkpoint(self, runner: Runner,
+                               checkpoint: dict) -> None:
+        """Store the random states under ``checkpoint['random_state']``."""
         checkpoint['random_state'] = dict(
             get_random_state(),
             batch_augment_sizes=[getattr(aug, '_input_size', None)
                                  for aug in _batch_augments(runner)])
 
-    def after_load_checkpoint(self, runner, checkpoint):
+    def after_load_checkpoint(self, runner: Runner,
+                              checkpoint: dict) -> None:
+        """Keep the saved states of a resumed checkpoint for
+        :meth:`before_train`."""
         if getattr(runner, '_resume', False) and 'random_state' in checkpoint:
             self._pending = checkpoint['random_state']
 
-    def before_train(self, runner):
+    def before_train(self, runner: Runner) -> None:
+        """Restore the kept states (after the loader replay of an
+        iteration-based loop)."""
         state, self._pending = self._pending, None
         if state is None:
             return
@@ -225,8 +238,10 @@ class StopAugmentationHook(PipelineSwitchHook):
         batch_augments (bool): Also stop the batch augments.
     """
 
-    def __init__(self, stop_epoch, transforms=STOPPED_AUGMENTATIONS,
-                 batch_augments=True):
+    def __init__(self,
+                 stop_epoch: int,
+                 transforms: Sequence[str] = STOPPED_AUGMENTATIONS,
+                 batch_augments: bool = True) -> None:
         super().__init__(switch_epoch=stop_epoch, switch_pipeline=None)
         self.transforms = tuple(transforms)
         self.batch_augments = batch_augments
@@ -238,7 +253,8 @@ class StopAugmentationHook(PipelineSwitchHook):
             return all(self._stopped(t) for t in inner)
         return type(transform).__name__ in self.transforms
 
-    def before_train_epoch(self, runner):
+    def before_train_epoch(self, runner: Runner) -> None:
+        """Switch the pipeline (and the batch augments) at ``stop_epoch``."""
         if runner.epoch >= self.switch_epoch and not self._has_switched:
             dataset = runner.train_dataloader.dataset
             pipeline = getattr(dataset, 'pipeline', None)

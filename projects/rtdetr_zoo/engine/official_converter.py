@@ -1,11 +1,22 @@
-"""Conversion of official RT-DETR (rtdetr_pytorch) and RT-DETRv2
-(rtdetrv2_pytorch) weights to rtdetr_zoo.
+r"""Conversion of foreign checkpoint layouts to rtdetr_zoo's: the official
+RT-DETR (lyuwenyu/RT-DETR ``rtdetr_pytorch``) and RT-DETRv2
+(``rtdetrv2_pytorch``) models, and Ultralytics' RT-DETR.
 
-The two layouts differ in three names only: v2's encoder input projection is
-``encoder.input_proj.i.conv`` / ``.norm`` (v1: ``.0`` / ``.1``), its query
-selection projection ``decoder.enc_output.proj`` / ``.norm`` (v1: ``.0`` /
-``.1``), and each v2 cross-attention has a ``num_points_scale`` buffer,
-renamed to the same buffer of
+:func:`convert_checkpoint_layout` is the one conversion on load: it detects
+the layout (:func:`checkpoint_layout`), converts it, leaves out the
+class-dependent tensors of another number of classes and logs what it did.
+``RTDETR.load_state_dict`` calls it through :func:`convert_layout_pre_hook`
+(so ``load_from``, ``tools/test.py``, ``mmdet.apis.init_detector`` and
+``mmengine.runner.load_checkpoint`` take official and Ultralytics files as
+they are), :meth:`~rtdetr_zoo.engine.RTDETRRunner.load_checkpoint` before
+its hooks, and :func:`convert_checkpoint_file` (the
+``tools/model_converters`` scripts) to write a converted file.
+
+The official v1 and v2 layouts differ in three names only: v2's encoder
+input projection is ``encoder.input_proj.i.conv`` / ``.norm`` (v1: ``.0`` /
+``.1``), its query selection projection ``decoder.enc_output.proj`` /
+``.norm`` (v1: ``.0`` / ``.1``), and each v2 cross-attention has a
+``num_points_scale`` buffer, renamed to the same buffer of
 :class:`~rtdetr_zoo.layers.MultiScaleDeformableAttentionV2` (which checks on
 load that it matches its ``num_points``).
 
@@ -13,10 +24,6 @@ Every official tensor is accounted for: renamed to a key of our model
 (:data:`RENAMES`, then the special cases of
 :func:`convert_official_state_dict`), or listed as dropped with the reason;
 an official key with no mapping is an error, so nothing is silently lost.
-:func:`convert_official_checkpoint` reads an official file (``{'ema':
-{'module': ...}}``, ``model``, ``state_dict`` or a bare state dict) and
-writes ``{'state_dict': ..., 'meta': {...}}``, loadable by ``load_from`` /
-``tools/test.py``.
 
 Ultralytics' RT-DETR (``rtdetr-l.pt``, ``rtdetr-x.pt``, read by
 :func:`~rtdetr_zoo.engine.ultralytics_checkpoint.read_ultralytics_checkpoint`)
@@ -33,9 +40,11 @@ the decoder through the official names; every tensor is accounted for.
 import os
 import os.path as osp
 import re
-from typing import Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
+from torch import nn
 
 from .checkpoint import extract_state_dict, read_checkpoint
 
@@ -93,7 +102,7 @@ RENAMES = [
 ]
 
 
-def rename_official_key(key):
+def rename_official_key(key: str) -> Optional[str]:
     """Our key for an official ``key`` by :data:`RENAMES`, or ``None``."""
     for pattern, repl in RENAMES:
         new, count = re.subn(pattern, repl, key)
@@ -120,14 +129,16 @@ def convert_official_key(key: str, num_layers: int) -> Optional[str]:
     return rename_official_key(key)
 
 
-def _num_decoder_layers(state_dict, score_head_prefix):
+def _num_decoder_layers(state_dict: Iterable[str],
+                        score_head_prefix: str) -> int:
     """1 + the highest ``<score_head_prefix><i>.`` index in the keys."""
     pattern = re.compile(re.escape(score_head_prefix) + r'(\d+)\.')
     return 1 + max((int(m[1]) for k in state_dict
                     if (m := pattern.match(k))), default=-1)
 
 
-def convert_official_state_dict(official):
+def convert_official_state_dict(
+        official: Mapping[str, torch.Tensor]) -> Tuple[dict, dict]:
     """Map an official RT-DETR or RT-DETRv2 state dict to ours.
 
     Args:
@@ -348,59 +359,173 @@ def convert_ultralytics_state_dict(
     return converted, {}
 
 
-def convert_official_checkpoint(src, dst):
-    """Convert the official checkpoint file ``src`` and save it as ``dst``.
+# ---------------------------------------------------------------------------
+# Conversion on load and of checkpoint files
+# ---------------------------------------------------------------------------
+
+#: Keys only an official RT-DETR or RT-DETRv2 state dict has (ours are
+#: ``neck.input_proj.``, ``bbox_head.cls_branches.``, ``decoder.layers.``).
+OFFICIAL_KEY_PREFIXES = ('encoder.input_proj.', 'decoder.dec_score_head.',
+                         'decoder.decoder.layers.')
+#: Our tensors whose shape depends on the number of classes.
+CLASS_DEPENDENT_PREFIXES = ('bbox_head.cls_branches.',
+                            'dn_query_generator.label_embedding.')
+#: The foreign layouts :func:`checkpoint_layout` detects: their name in
+#: messages and their state-dict converter.
+FOREIGN_LAYOUTS = {
+    'official': ('official', convert_official_state_dict),
+    'ultralytics': ('Ultralytics', convert_ultralytics_state_dict),
+}
+
+
+def checkpoint_layout(keys: Iterable[str]) -> Optional[str]:
+    """The foreign layout of a state dict's ``keys``: ``'ultralytics'``
+    (:func:`is_ultralytics_layout`), ``'official'`` (a key under
+    :data:`OFFICIAL_KEY_PREFIXES`), or ``None`` for any other (ours)."""
+    keys = list(keys)
+    if is_ultralytics_layout(keys):
+        return 'ultralytics'
+    if any(k.startswith(OFFICIAL_KEY_PREFIXES) for k in keys):
+        return 'official'
+    return None
+
+
+def convert_checkpoint_layout(
+        state_dict: Mapping[str, torch.Tensor],
+        model: Optional[nn.Module] = None,
+        layout: Optional[str] = None,
+        source: str = '') -> Mapping[str, torch.Tensor]:
+    """Convert a state dict of a foreign layout to ours, for loading into
+    ``model``.
+
+    The layout is detected (:func:`checkpoint_layout`) unless ``layout``
+    names it, and converted by its converter
+    (:func:`convert_official_state_dict`,
+    :func:`convert_ultralytics_state_dict`). With a ``model``, the
+    class-dependent tensors (:data:`CLASS_DEPENDENT_PREFIXES`) whose shape
+    differs from the model's are left out (fine-tuning to another number of
+    classes), so they keep their initialisation. Logged to the current
+    logger: the numbers of tensors read and written with every tensor
+    dropped and its reason (one record), and the re-initialised tensors
+    (one line, only when there are any).
+
+    Args:
+        state_dict (Mapping[str, Tensor]): Flat weights (unwrapped by
+            :func:`~rtdetr_zoo.engine.extract_state_dict`).
+        model (nn.Module, optional): The model the weights are for. A
+            state dict in the layout of the model's own keys is not
+            converted.
+        layout (str, optional): ``'official'`` or ``'ultralytics'``: the
+            layout ``state_dict`` must have (default: detected).
+        source (str): Where the weights come from, for the messages.
 
     Returns:
-        dict: ``num_official`` (tensors read), ``num_converted`` (tensors
-        written) and ``dropped`` (``{official_key: reason}``).
+        Mapping[str, Tensor]: The converted state dict (fp32), or
+        ``state_dict`` itself when it is in neither foreign layout (without
+        ``layout``) or in the model's own.
 
     Raises:
-        FileNotFoundError, RuntimeError: ``src`` missing or unreadable
-            (:func:`read_checkpoint`).
-        TypeError: ``src`` holds no state dict.
-        KeyError: An official key without mapping.
+        ValueError: ``state_dict`` is not in the given ``layout``, or a key
+            of it has no mapping (listed).
     """
-    official = extract_state_dict(read_checkpoint(src), source=src)
-    state_dict, dropped = convert_official_state_dict(official)
-    _save_converted(state_dict, dst, dict(converted_from=src))
-    return dict(num_official=len(official), num_converted=len(state_dict),
-                dropped=dropped)
+    if layout is not None and layout not in FOREIGN_LAYOUTS:
+        raise ValueError(f'layout must be one of {list(FOREIGN_LAYOUTS)}, '
+                         f'got {layout!r}')
+    found = checkpoint_layout(state_dict)
+    if layout is None:
+        if found is None:
+            return state_dict
+        layout = found
+    elif found != layout:
+        found_name = (f'the {FOREIGN_LAYOUTS[found][0]} layout' if found
+                      else 'neither the official nor the Ultralytics layout')
+        raise ValueError(
+            f'{source or "the state dict"} is not an '
+            f'{FOREIGN_LAYOUTS[layout][0]} RT-DETR checkpoint (it has '
+            f'{found_name}; first keys: {list(state_dict)[:5]})')
+    own = model.state_dict() if model is not None else {}
+    if checkpoint_layout(own) == layout:
+        return state_dict
+    name, convert = FOREIGN_LAYOUTS[layout]
+    try:
+        converted, dropped = convert(state_dict)
+    except KeyError as err:
+        raise ValueError(f'{source or "checkpoint"}: {err.args[0]}') from err
+    reinitialised = [
+        k for k, v in converted.items()
+        if k.startswith(CLASS_DEPENDENT_PREFIXES) and k in own
+        and v.shape != own[k].shape
+    ]
+    of_source = f' of {source}' if source else ''
+    print_log(
+        f'converted {len(state_dict)} {name} tensors{of_source} into '
+        f'{len(converted)} rtdetr_zoo tensors' + ''.join(
+            f'\n    dropped {key}: {reason}'
+            for key, reason in dropped.items()), logger='current')
+    if reinitialised:
+        print_log(
+            f're-initialised the class-dependent tensors (the checkpoint has '
+            f'another number of classes): {reinitialised}', logger='current')
+    return {k: v for k, v in converted.items() if k not in reinitialised}
 
 
-def convert_ultralytics_checkpoint(src: str, dst: str) -> dict:
-    """Convert the Ultralytics RT-DETR checkpoint file ``src``
-    (``rtdetr-l.pt``, ``rtdetr-x.pt`` or a training ``best.pt``, read
-    without unpickling code) and save it as ``dst``, with the file's
-    Ultralytics version and class names in ``meta``.
+def convert_layout_pre_hook(module: nn.Module, state_dict: dict, prefix: str,
+                            *args) -> None:
+    """``load_state_dict`` pre-hook (``module.register_load_state_dict_pre_
+    hook``) with which ``module`` loads a foreign checkpoint as it is.
+
+    A whole checkpoint file (the official ``{'ema': {'module': ...}}`` of
+    ``rtdetr_r18vd_dec3_6x_coco_from_paddle.pth``, a training file that
+    also holds ``model`` and the optimizer) is unwrapped by
+    :func:`~rtdetr_zoo.engine.extract_state_dict`, and the weights under
+    ``prefix`` are replaced in place by :func:`convert_checkpoint_layout`'s
+    conversion for ``module``.
+    """
+    own = {k[len(prefix):]: v for k, v in state_dict.items()
+           if k.startswith(prefix)}
+    weights = own
+    if not all(isinstance(v, torch.Tensor) for v in own.values()):
+        weights = extract_state_dict(own)
+    converted = convert_checkpoint_layout(weights, module)
+    if converted is not own:
+        for key in own:
+            del state_dict[prefix + key]
+        state_dict.update({prefix + k: v for k, v in converted.items()})
+
+
+def convert_checkpoint_file(src: str, dst: str, layout: str) -> Dict[str, int]:
+    """Convert the checkpoint file ``src`` of the foreign ``layout`` and
+    save it as ``dst`` (its folder made if needed).
+
+    ``src`` is read by :func:`~rtdetr_zoo.engine.read_checkpoint` (an
+    Ultralytics ``rtdetr-l.pt`` without unpickling code) and its weights
+    unwrapped by :func:`~rtdetr_zoo.engine.extract_state_dict` (official:
+    ``{'ema': {'module': ...}}``, ``model``, ``state_dict`` or a bare state
+    dict); :func:`convert_checkpoint_layout` converts and logs them. Written:
+    ``{'state_dict': ..., 'meta': {...}}``, loadable by ``load_from`` /
+    ``tools/test.py``, with ``src``'s ``meta`` (an Ultralytics file's
+    version and class names) and ``converted_from=src``.
+
+    Args:
+        src (str): The foreign checkpoint file.
+        dst (str): The file to write.
+        layout (str): ``'official'`` or ``'ultralytics'``.
 
     Returns:
-        dict: ``num_ultralytics`` (tensors read), ``num_converted``
-        (tensors written) and ``dropped`` (``{key: reason}``).
+        dict: ``num_read`` (tensors read) and ``num_converted`` (tensors
+        written).
 
     Raises:
-        FileNotFoundError, RuntimeError: ``src`` missing or unreadable
-            (:func:`read_checkpoint`).
+        FileNotFoundError, RuntimeError: ``src`` missing or unreadable.
         TypeError: ``src`` holds no state dict.
-        KeyError: ``src`` is not an Ultralytics RT-DETR layout, or a key
-            without mapping.
+        ValueError: ``src`` is not in ``layout``, or a key without mapping.
     """
     checkpoint = read_checkpoint(src)
-    ultralytics = extract_state_dict(checkpoint, source=src)
-    if not is_ultralytics_layout(ultralytics):
-        raise KeyError(
-            f'{src} is not an Ultralytics RT-DETR checkpoint (no '
-            f'model.<i>.dec_score_head.* key; first keys: '
-            f'{list(ultralytics)[:5]})')
-    state_dict, dropped = convert_ultralytics_state_dict(ultralytics)
-    meta = dict(checkpoint.get('meta') or {}, converted_from=src)
-    _save_converted(state_dict, dst, meta)
-    return dict(num_ultralytics=len(ultralytics),
-                num_converted=len(state_dict), dropped=dropped)
-
-
-def _save_converted(state_dict, dst, meta):
-    """Write ``{'state_dict': ..., 'meta': ...}`` to ``dst`` (its folder
-    made if needed)."""
+    weights = extract_state_dict(checkpoint, source=src)
+    state_dict = convert_checkpoint_layout(weights, layout=layout, source=src)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    torch.save(dict(state_dict=state_dict, meta=meta), dst)
+    torch.save(dict(state_dict=state_dict,
+                    meta=dict(checkpoint.get('meta') or {},
+                              converted_from=src)), dst)
+    print_log(f'wrote {dst}', logger='current')
+    return dict(num_read=len(weights), num_converted=len(state_dict))

@@ -2,6 +2,7 @@
 mixed precision on a CPU (bfloat16)."""
 import logging
 from contextlib import contextmanager
+from typing import Iterator, Optional, Union
 
 import torch
 from mmengine.device import (is_cuda_available, is_mlu_available,
@@ -9,6 +10,7 @@ from mmengine.device import (is_cuda_available, is_mlu_available,
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from torch import Tensor, nn
 
 from mmdet.registry import OPTIM_WRAPPERS
 
@@ -36,8 +38,12 @@ class NonFiniteGuardMixin:
         restore_buffers (bool): Restore the buffers on a skipped step.
     """
 
-    def __init__(self, *args, on_non_finite='skip', max_consecutive_skips=20,
-                 restore_buffers=True, **kwargs):
+    def __init__(self,
+                 *args,
+                 on_non_finite: str = 'skip',
+                 max_consecutive_skips: int = 20,
+                 restore_buffers: bool = True,
+                 **kwargs) -> None:
         if on_non_finite not in ('skip', 'stop'):
             raise ValueError("on_non_finite must be 'skip' or 'stop', got "
                              f'{on_non_finite!r}')
@@ -55,13 +61,16 @@ class NonFiniteGuardMixin:
         self._buffers = None
 
     @contextmanager
-    def optim_context(self, model):
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        """The wrapper's context; first keeps a copy of the model's buffers
+        (with ``restore_buffers``) for a skipped step to put back."""
         if self.restore_buffers and self._buffers is None:
             self._buffers = [(b, b.detach().clone()) for b in model.buffers()]
         with super().optim_context(model):
             yield
 
-    def backward(self, loss, **kwargs):
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        """Backward of ``loss``, noting whether it is finite."""
         if self._bad_loss is None and not bool(torch.isfinite(loss).all()):
             self._bad_loss = loss.detach().float().sum().item()
         super().backward(loss, **kwargs)
@@ -78,7 +87,9 @@ class NonFiniteGuardMixin:
         norms = torch.stack(torch._foreach_norm(grads))
         return int((~torch.isfinite(norms)).sum())
 
-    def step(self, **kwargs):
+    def step(self, **kwargs) -> None:
+        """The optimizer step, or a skip when the loss or a gradient (on
+        any process) is not finite."""
         bad_loss, self._bad_loss = self._bad_loss, None
         bad_grads = 0 if self._scaler_active() else self._num_bad_grads()
         bad = bad_loss is not None or bad_grads > 0
@@ -135,7 +146,7 @@ class NonFiniteGuardOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
     """
 
 
-def accelerator_available():
+def accelerator_available() -> bool:
     """Whether mmengine's ``AmpOptimWrapper`` has a device to run on (CUDA,
     NPU, MLU or MUSA)."""
     return (is_cuda_available() or is_npu_available() or is_mlu_available()
@@ -164,8 +175,11 @@ class CPUCapableAmpOptimWrapper(AmpOptimWrapper):
         ValueError: ``dtype`` float16 on a CPU.
     """
 
-    def __init__(self, loss_scale='dynamic', dtype=None, use_fsdp=False,
-                 **kwargs):
+    def __init__(self,
+                 loss_scale: Union[str, float, dict] = 'dynamic',
+                 dtype: Optional[Union[str, torch.dtype]] = None,
+                 use_fsdp: bool = False,
+                 **kwargs) -> None:
         if accelerator_available():
             super().__init__(loss_scale=loss_scale, dtype=dtype,
                              use_fsdp=use_fsdp, **kwargs)

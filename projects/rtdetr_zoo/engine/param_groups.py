@@ -2,9 +2,12 @@
 names, as the official RT-DETR and RT-DETRv2 configs define them."""
 import copy
 import re
+from typing import List, Optional
 
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper
+from torch import nn
 
 from mmdet.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
                             OPTIMIZERS)
@@ -41,7 +44,9 @@ class RegexParamGroupsConstructor:
             regular expression, or a group no parameter matches.
     """
 
-    def __init__(self, optim_wrapper_cfg, paramwise_cfg=None):
+    def __init__(self,
+                 optim_wrapper_cfg: dict,
+                 paramwise_cfg: Optional[dict] = None) -> None:
         self.optim_wrapper_cfg = copy.deepcopy(optim_wrapper_cfg)
         groups = (paramwise_cfg or {}).get('groups')
         if not groups:
@@ -63,7 +68,7 @@ class RegexParamGroupsConstructor:
                     f'expression: {error}') from error
             self.groups.append((pattern, group))
 
-    def param_groups(self, model):
+    def param_groups(self, model: nn.Module) -> List[dict]:
         """The optimizer's parameter groups of ``model``: the configured
         ones in order, then the unmatched parameters."""
         selected = [dict(params=[], **options) for _, options in self.groups]
@@ -84,7 +89,9 @@ class RegexParamGroupsConstructor:
                     f'pattern {pattern.pattern!r}')
         return selected + ([rest] if rest['params'] else [])
 
-    def __call__(self, model):
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        """The optim wrapper of ``model`` (unwrapped from DDP) with the
+        groups of :meth:`param_groups`."""
         if is_model_wrapper(model):
             model = model.module
         wrapper_cfg = copy.deepcopy(self.optim_wrapper_cfg)

@@ -1,7 +1,8 @@
 """mmengine's Runner, reading checkpoints through :func:`read_checkpoint`
-and writing checkpoints that plain ``torch.load`` reads weights-only."""
+(converting official RT-DETR and Ultralytics layouts on load) and writing
+checkpoints that plain ``torch.load`` reads weights-only."""
 import logging
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -10,8 +11,9 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from .checkpoint import (encode_checkpoint_objects, extract_state_dict,
-                         read_checkpoint)
+from .checkpoint import (MapLocation, encode_checkpoint_objects,
+                         extract_state_dict, read_checkpoint)
+from .official_converter import convert_checkpoint_layout
 
 
 class WeightsOnlyCheckpointHook(Hook):
@@ -42,7 +44,8 @@ class WeightsOnlyCheckpointHook(Hook):
     def __init__(self) -> None:
         self._warned = set()
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    def before_save_checkpoint(self, runner: Runner,
+                               checkpoint: dict) -> None:
         encoded, unconverted = encode_checkpoint_objects(checkpoint)
         checkpoint.update(encoded)
         new = [entry for entry in unconverted if entry not in self._warned]
@@ -84,15 +87,19 @@ class RTDETRRunner(Runner):
         custom_hooks = [*(custom_hooks or []), WeightsOnlyCheckpointHook()]
         super().__init__(*args, custom_hooks=custom_hooks, **kwargs)
 
-    def load_checkpoint(self, filename, map_location='cpu', strict=False,
-                        revise_keys=((r'^module.', ''), )):
+    def load_checkpoint(self, filename: str,
+                        map_location: MapLocation = 'cpu',
+                        strict: bool = False,
+                        revise_keys: Sequence[Tuple[str, str]] = (
+                            (r'^module.', ''), )) -> dict:
         """Same as :meth:`mmengine.runner.Runner.load_checkpoint`: load
         ``filename`` into the model (non-strict by default, DDP's
         ``module.`` stripped) after the ``after_load_checkpoint`` hooks. A
-        checkpoint without ``state_dict`` (bare, or the official RT-DETR
-        ``{'ema': {'module': ...}}``) is given one first, converted once by
-        the detector's ``convert_official_layout`` where it has one (the
-        EMA copy and the model then load the same tensors).
+        checkpoint without ``state_dict`` (bare, the official RT-DETR
+        ``{'ema': {'module': ...}}``, an Ultralytics file) is given one
+        first, and a foreign layout is converted once, before the hooks, by
+        :func:`~rtdetr_zoo.engine.convert_checkpoint_layout` (the EMA copy
+        and the model then load the same tensors).
 
         Returns:
             dict: The whole checkpoint (``meta``, ``message_hub``, ...).
@@ -101,16 +108,15 @@ class RTDETRRunner(Runner):
                                      logger=self.logger)
         model = self.model.module if is_model_wrapper(
             self.model) else self.model
-        if 'state_dict' not in checkpoint:
-            # A bare state dict or another framework's layout (the official
-            # RT-DETR release keeps its weights under ``ema.module``): give
-            # the hooks (EMAHook copies ``state_dict``) mmengine's layout.
-            state_dict = extract_state_dict(checkpoint, source=filename)
-            convert = getattr(model, 'convert_official_layout', None)
-            if convert is not None:
-                state_dict = convert(state_dict)
-            checkpoint = dict(state_dict=state_dict,
-                              meta=checkpoint.get('meta', {}))
+        if 'state_dict' in checkpoint:
+            weights = checkpoint['state_dict']
+        else:
+            # The hooks (EMAHook copies ``state_dict``) expect mmengine's
+            # layout.
+            weights = extract_state_dict(checkpoint, source=filename)
+            checkpoint = dict(meta=checkpoint.get('meta', {}))
+        checkpoint['state_dict'] = convert_checkpoint_layout(
+            weights, model, source=filename)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         checkpoint = _load_checkpoint_to_model(
             model, checkpoint, strict, revise_keys=list(revise_keys))

@@ -37,7 +37,7 @@ import sys
 import warnings
 import zipfile
 from collections import OrderedDict
-from typing import Optional
+from typing import IO, Any, Optional
 
 import torch
 from mmengine.logging import print_log
@@ -114,17 +114,17 @@ class InertObject:
 
     pickled_name = ''
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         self.pickled_args = args
         self.pickled_state = dict(kwargs)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: Any) -> None:
         # ``(dict, slots)`` for classes with __slots__.
         if isinstance(state, tuple) and len(state) == 2:
             state = state[0]
         self.pickled_state = dict(state or {})
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'<inert {self.pickled_name}>'
 
 
@@ -155,14 +155,15 @@ class UltralyticsUnpickler(pickle.Unpickler):
             record).
     """
 
-    def __init__(self, file, archive, prefix, byteorder):
+    def __init__(self, file: IO[bytes], archive: zipfile.ZipFile,
+                 prefix: str, byteorder: str) -> None:
         super().__init__(file)
         self.archive = archive
         self.prefix = prefix
         self.byteorder = byteorder
         self.storages = {}
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
         module = _PY2_MODULES.get(module, module)
         qualified = f'{module}.{name}'
         if qualified in ALLOWED_GLOBALS:
@@ -174,7 +175,7 @@ class UltralyticsUnpickler(pickle.Unpickler):
             f'as tensors, torch / ultralytics module classes and plain '
             f'containers only')
 
-    def persistent_load(self, saved_id):
+    def persistent_load(self, saved_id: Any) -> torch.storage.TypedStorage:
         if not (isinstance(saved_id, tuple) and len(saved_id) == 5
                 and saved_id[0] in ('storage', b'storage')):
             raise pickle.UnpicklingError(

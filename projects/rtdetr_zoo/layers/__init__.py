@@ -3,7 +3,7 @@ from .aifi import (AIFI, build_aifi,  # noqa: F401
                    sincos_position_embedding_2d)
 from .csp_layers import (CSPRepLayer, RepVGGBlock,  # noqa: F401
                          build_registered, conv_bn)
-from .upsample import build_upsample_layer, match_size  # noqa: F401
+from .upsample import build_upsampler, match_size  # noqa: F401
 from .deformable_attention import \
     CPUFastMultiScaleDeformableAttention  # noqa: F401
 from .msdeform_attn_v2 import MultiScaleDeformableAttentionV2  # noqa: F401

@@ -4,15 +4,23 @@ One (or more) post-norm transformer encoder layers applied to the flattened
 stride-32 feature map, with a fixed 2D sin-cos position embedding. The
 encoder layer is mmdet's :class:`DetrTransformerEncoder`.
 """
+from typing import Optional, Tuple, Union
+
 import torch
 from mmengine.model import BaseModule
+from torch import Tensor
 
 from mmdet.models.layers import DetrTransformerEncoder
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptMultiConfig
 
 
-def sincos_position_embedding_2d(height, width, embed_dims, temperature=10000.,
-                                 device=None):
+def sincos_position_embedding_2d(
+        height: int,
+        width: int,
+        embed_dims: int,
+        temperature: float = 10000.,
+        device: Optional[Union[torch.device, str]] = None) -> Tensor:
     """2D sin-cos position embedding, shape (1, H * W, embed_dims).
 
     Token ``(y, x)`` (row-major, as ``feat.flatten(2)`` orders them) gets
@@ -57,9 +65,16 @@ class AIFI(BaseModule):
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
 
-    def __init__(self, embed_dims=256, num_heads=8, ffn_dim=1024, dropout=0.0,
-                 act_cfg=dict(type='GELU'), num_layers=1, pe_temperature=10000.,
-                 eval_spatial_size=None, init_cfg=None):
+    def __init__(self,
+                 embed_dims: int = 256,
+                 num_heads: int = 8,
+                 ffn_dim: int = 1024,
+                 dropout: float = 0.0,
+                 act_cfg: ConfigType = dict(type='GELU'),
+                 num_layers: int = 1,
+                 pe_temperature: float = 10000.,
+                 eval_spatial_size: Optional[Tuple[int, int]] = None,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         self.embed_dims = embed_dims
         self.pe_temperature = pe_temperature
@@ -81,14 +96,16 @@ class AIFI(BaseModule):
                     *self.eval_spatial_size, embed_dims, pe_temperature),
                 persistent=False)
 
-    def position_embedding(self, height, width, device):
+    def position_embedding(self, height: int, width: int,
+                           device: torch.device) -> Tensor:
         """(1, H * W, C) embedding; cached for ``eval_spatial_size``."""
         if not self.training and self.eval_spatial_size == (height, width):
             return self.eval_pos_embed
         return sincos_position_embedding_2d(
             height, width, self.embed_dims, self.pe_temperature, device=device)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         batch, channels, height, width = x.shape
         tokens = x.flatten(2).transpose(1, 2)
         pos = self.position_embedding(height, width, x.device).to(x.dtype)
@@ -97,8 +114,10 @@ class AIFI(BaseModule):
         return tokens.transpose(1, 2).reshape(batch, channels, height, width)
 
 
-def build_aifi(hidden_dim, num_heads, ffn_dim, dropout, act_cfg, num_layers,
-               pe_temperature, eval_spatial_size, stride):
+def build_aifi(hidden_dim: int, num_heads: int, ffn_dim: int, dropout: float,
+               act_cfg: ConfigType, num_layers: int, pe_temperature: float,
+               eval_spatial_size: Optional[Tuple[int, int]],
+               stride: int) -> AIFI:
     """The :class:`AIFI` encoder of one neck level (RT-DETR, Sec. 4.2).
 
     The level's feature map is ``ceil(H / stride) x ceil(W / stride)`` for an

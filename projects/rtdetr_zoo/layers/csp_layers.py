@@ -8,18 +8,22 @@ calls the same block ``RepC3``.
 """
 import inspect
 import logging
+from typing import Any, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule, build_activation_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 
-def build_registered(cfg, arg_name, hint='', **defaults):
+def build_registered(cfg: ConfigType, arg_name: str, hint: str = '',
+                     **defaults: Any) -> nn.Module:
     """Build ``cfg`` (a dict with a ``type``) from mmdet's ``MODELS``.
 
     Each keyword of ``defaults`` is passed to the constructor when the
@@ -42,8 +46,13 @@ def build_registered(cfg, arg_name, hint='', **defaults):
     return layer_cls(**cfg)
 
 
-def conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1,
-            act_cfg=None, norm_cfg=dict(type='BN')):
+def conv_bn(in_channels: int,
+            out_channels: int,
+            kernel_size: int,
+            stride: int = 1,
+            groups: int = 1,
+            act_cfg: OptConfigType = None,
+            norm_cfg: ConfigType = dict(type='BN')) -> ConvModule:
     """Conv (no bias, 'same' padding) + norm (+ activation) as a ConvModule.
 
     ``norm_cfg`` is any mmcv norm config (default BN; ``SyncBN``,
@@ -79,32 +88,39 @@ class RepVGGBlock(BaseModule):
     Shapes: (B, C_in, H, W) -> (B, C_out, H, W).
     """
 
-    def __init__(self, in_channels, out_channels, act_cfg=dict(type='SiLU'),
-                 norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 act_cfg: OptConfigType = dict(type='SiLU'),
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.conv1 = conv_bn(in_channels, out_channels, 3, norm_cfg=norm_cfg)
         self.conv2 = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
-        self.act = build_activation_layer(act_cfg) if act_cfg else nn.Identity()
+        self.act = (build_activation_layer(act_cfg)
+                    if act_cfg else nn.Identity())
         self.deploy = False
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
         if self.deploy:
             return self.act(self.fused_conv(x))
         return self.act(self.conv1(x) + self.conv2(x))
 
     @staticmethod
-    def _fold_bn(conv_module):
+    def _fold_bn(conv_module: ConvModule) -> Tuple[Tensor, Tensor]:
         """Return (weight, bias) of a conv followed by its eval-mode BN."""
         bn = conv_module.norm
         std = (bn.running_var + bn.eps).sqrt()
-        weight = conv_module.conv.weight * (bn.weight / std).reshape(-1, 1, 1, 1)
+        weight = conv_module.conv.weight * (
+            bn.weight / std).reshape(-1, 1, 1, 1)
         bias = bn.bias - bn.running_mean * bn.weight / std
         return weight, bias
 
     @torch.no_grad()
-    def switch_to_deploy(self):
+    def switch_to_deploy(self) -> None:
         """Fuse the 3x3 and 1x1 branches into one 3x3 conv (idempotent).
 
         A block whose norm is not a batch norm cannot be fused; it is left
@@ -156,9 +172,15 @@ class CSPRepLayer(BaseModule):
     Shapes: (B, C_in, H, W) -> (B, C_out, H, W).
     """
 
-    def __init__(self, in_channels, out_channels, num_blocks=3, expansion=1.0,
-                 act_cfg=dict(type='SiLU'), block_cfg=None,
-                 norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 num_blocks: int = 3,
+                 expansion: float = 1.0,
+                 act_cfg: OptConfigType = dict(type='SiLU'),
+                 block_cfg: OptConfigType = None,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         hidden = int(out_channels * expansion)
         self.conv1 = conv_bn(in_channels, hidden, 1, act_cfg=act_cfg,
@@ -176,5 +198,6 @@ class CSPRepLayer(BaseModule):
                     norm_cfg=norm_cfg)
             if hidden != out_channels else nn.Identity())
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
         return self.conv3(self.bottlenecks(self.conv1(x)) + self.conv2(x))

@@ -1,11 +1,15 @@
 """Contrastive denoising queries for the whole batch at once."""
 import math
+from typing import Dict, Tuple
 
 import torch
 from mmdet.models.layers import CdnQueryGenerator
 from mmdet.models.layers.transformer import inverse_sigmoid
+from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+from torch import Tensor
 
+from ..structures import GroundTruth
 from .host_transfer import host_to_device
 
 
@@ -46,36 +50,32 @@ class BatchedCdnQueryGenerator(CdnQueryGenerator):
         **kwargs: ``CdnQueryGenerator``'s arguments.
     """
 
-    def __init__(self, *args, box_logit_eps=1e-3, pad_with_empty_box=False,
-                 **kwargs):
+    def __init__(self, *args, box_logit_eps: float = 1e-3,
+                 pad_with_empty_box: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.box_logit_eps = box_logit_eps
         self.pad_with_empty_box = pad_with_empty_box
 
-    def __call__(self, batch_data_samples):
-        counts = [len(sample.gt_instances) for sample in batch_data_samples]
-        max_num_target = max(counts)
+    def __call__(
+        self, batch_data_samples: SampleList
+    ) -> Tuple[Tensor, Tensor, Tensor, Dict[str, int]]:
+        gt = GroundTruth.from_instances(
+            [sample.gt_instances for sample in batch_data_samples],
+            [sample.metainfo for sample in batch_data_samples])
+        max_num_target = max(gt.counts)
         num_groups = self.get_num_groups(max_num_target)
-        labels = torch.cat(
-            [sample.gt_instances.labels for sample in batch_data_samples])
-        bboxes = torch.cat(
-            [sample.gt_instances.bboxes for sample in batch_data_samples])
-        device = bboxes.device
-        # (w, h, w, h) of each ground truth's image, and its padded slot in
-        # the first positive part: image * D + local index.
-        factors, slots = [], []
+        labels, bboxes, device = gt.labels, gt.boxes, gt.boxes.device
+        # The padded slot of each ground truth in the first positive part:
+        # image * D + local index.
         num_queries = 2 * max_num_target * num_groups
-        for image, (sample, count) in enumerate(
-                zip(batch_data_samples, counts)):
-            img_h, img_w = sample.img_shape
-            factors += [[img_w, img_h, img_w, img_h]] * count
-            slots += range(image * num_queries, image * num_queries + count)
-        factors = host_to_device(
-            torch.tensor(factors, dtype=bboxes.dtype).view(-1, 4), device)
+        slots = [slot for image, count in enumerate(gt.counts)
+                 for slot in range(image * num_queries,
+                                   image * num_queries + count)]
         slots = host_to_device(torch.tensor(slots, dtype=torch.long), device)
 
         label_query = self.generate_dn_label_query(labels, num_groups)
-        bbox_query = self.generate_dn_bbox_query(bboxes / factors, num_groups)
+        bbox_query = self.generate_dn_bbox_query(bboxes / gt.factors,
+                                                 num_groups)
         # The noised copies are ordered (2 * groups, ground truths): copy r
         # of a ground truth goes to slot r * max_num_target of its image.
         index = (slots[None] + max_num_target * torch.arange(
@@ -97,7 +97,8 @@ class BatchedCdnQueryGenerator(CdnQueryGenerator):
                 batched_bbox_query.view(batch_size, num_queries, 4),
                 attn_mask, dn_meta)
 
-    def generate_dn_bbox_query(self, gt_bboxes, num_groups):
+    def generate_dn_bbox_query(self, gt_bboxes: Tensor,
+                               num_groups: int) -> Tensor:
         """Noised boxes, ``2 * num_groups`` copies of the (G, 4) normalised
         xyxy ground truth: mmdet's noise (the same random draws and
         arithmetic: each corner moves by up to ``box_noise_scale / 2`` of
@@ -117,7 +118,8 @@ class BatchedCdnQueryGenerator(CdnQueryGenerator):
         noisy = bbox_xyxy_to_cxcywh(noisy.clamp(min=0.0, max=1.0))
         return inverse_sigmoid(noisy, eps=self.box_logit_eps)
 
-    def generate_dn_mask(self, max_num_target, num_groups, device):
+    def generate_dn_mask(self, max_num_target: int, num_groups: int,
+                         device: torch.device) -> Tensor:
         """(D + Q, D + Q) bool mask, True where attention is forbidden: a
         denoising group sees only itself (and the matching queries), the
         matching queries see only themselves. mmdet's mask, built without a

@@ -9,8 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule, constant_init, normal_init
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import OptMultiConfig
 
 STYLES = ('lp', 'pl')
 
@@ -78,8 +80,13 @@ class DySample(BaseModule):
     Shapes: (B, C, H, W) -> (B, C, s * H, s * W) for any H, W.
     """
 
-    def __init__(self, in_channels, scale=2, style='lp', groups=4,
-                 dyscope=False, init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 scale: int = 2,
+                 style: str = 'lp',
+                 groups: int = 4,
+                 dyscope: bool = False,
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         _check_positive_int('in_channels', in_channels)
         _check_positive_int('groups', groups)
@@ -117,7 +124,7 @@ class DySample(BaseModule):
         if self.scope is not None:
             constant_init(self.scope, 0)
 
-    def init_weights(self):
+    def init_weights(self) -> None:
         """Apply ``init_cfg`` when given, else the authors' initialisation."""
         if self.init_cfg:
             super().init_weights()
@@ -125,7 +132,7 @@ class DySample(BaseModule):
             self._reset_parameters()
             self._is_init = True
 
-    def _scaled_offset(self, x):
+    def _scaled_offset(self, x: Tensor) -> Tensor:
         """Offsets (B, 2 * groups, s * H, s * W) in input pixel units.
 
         Channel ``k * groups + g`` holds the x (k=0) or y (k=1) offset of
@@ -143,7 +150,7 @@ class DySample(BaseModule):
             offset = F.pixel_shuffle(offset, s)
         return offset
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'DySample expects a (B, {self.in_channels}, H, W) tensor, '
@@ -162,7 +169,7 @@ class DySample(BaseModule):
             padding_mode='border', align_corners=False)
         return out.reshape(b, c, s * h, s * w)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, scale={self.scale}, '
                 f'style={self.style!r}, groups={self.groups}, '
                 f'dyscope={self.dyscope}')

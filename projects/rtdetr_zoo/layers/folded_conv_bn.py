@@ -1,6 +1,10 @@
 """Conv + eval-mode BatchNorm folded once, not on every call."""
+from typing import Tuple
+
 import torch
 from mmcv.cnn.bricks.conv_module import efficient_conv_bn_eval_forward
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class FoldedConvBNForward:
@@ -22,14 +26,17 @@ class FoldedConvBNForward:
     tensors); :meth:`clear` drops them.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.clear()
 
-    def clear(self):
+    def clear(self) -> None:
+        """Drop the folded weight and bias (the next call folds again)."""
         self._key = None
         self._weight = self._bias = None
 
-    def __call__(self, bn, conv, x):
+    def __call__(self, bn: _BatchNorm, conv: nn.Conv2d, x: Tensor) -> Tensor:
+        """``conv`` then ``bn`` (eval mode) on x: (B, C_in, H, W) ->
+        (B, C_out, H_out, W_out), as ``conv`` computes them."""
         tensors = (conv.weight, conv.bias, bn.weight, bn.bias,
                    bn.running_mean, bn.running_var)
         if torch.is_grad_enabled() and any(
@@ -44,7 +51,7 @@ class FoldedConvBNForward:
         return conv._conv_forward(x, self._weight, self._bias)
 
 
-def fold_conv_bn(conv, bn):
+def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> Tuple[Tensor, Tensor]:
     """The weight and bias of ``conv`` followed by ``bn`` (eval mode) as one
     conv, with mmcv's arithmetic."""
     scale = torch.rsqrt(bn.running_var + bn.eps)

@@ -1,7 +1,9 @@
 """Host-to-device copies that do not stall the host."""
+import torch
 
 
-def host_to_device(tensor, device):
+def host_to_device(tensor: torch.Tensor,
+                   device: torch.device) -> torch.Tensor:
     """``tensor`` (on the host) on ``device``.
 
     A plain ``.to('cuda')`` of pageable memory waits until the GPU has

@@ -2,15 +2,15 @@
 "RT-DETRv2: Improved Baseline with Bag-of-Freebies for Real-Time Detection
 Transformer", arXiv 2407.17140, Sec. 3)."""
 import math
+from typing import Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import constant_init, xavier_init
+from torch import Tensor
 
 from mmdet.registry import MODELS
 
 from .deformable_attention import CPUFastMultiScaleDeformableAttention
-from .rtdetr_decoder import fp32_branch
 
 SAMPLING_METHODS = ('default', 'discrete')
 
@@ -45,8 +45,12 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
       wrong pixel (or past the row) on non-square maps; here x is clamped
       to ``W - 1`` and y to ``H - 1`` (the same on square maps).
 
-    Bilinear sampling (``method='default'``) is the v1 ``grid_sample``
-    (``align_corners=False``, zero padding).
+    The level loop, the location formula and bilinear sampling
+    (``method='default'``: ``grid_sample``, ``align_corners=False``, zero
+    padding) are the v1 module's (:meth:`forward_pytorch`,
+    :meth:`sampling_locations`); this class adds the points per level, the
+    discrete sampler (:meth:`sampling_grid`, :meth:`sample`) and runs that
+    PyTorch path on every device (also with a key padding mask).
 
     Under autocast the sampling and the weighted sum run in the value
     dtype; the sampling locations (offsets included) are computed in
@@ -72,9 +76,16 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
     (cx, cy, w, h) -> (B, Q, C).
     """
 
-    def __init__(self, embed_dims=256, num_heads=8, num_levels=4,
-                 num_points=4, offset_scale=0.5, method='default',
-                 dropout=0.1, batch_first=True, init_cfg=None):
+    def __init__(self,
+                 embed_dims: int = 256,
+                 num_heads: int = 8,
+                 num_levels: int = 4,
+                 num_points: Union[int, Sequence[int]] = 4,
+                 offset_scale: float = 0.5,
+                 method: str = 'default',
+                 dropout: float = 0.1,
+                 batch_first: bool = True,
+                 init_cfg: Optional[dict] = None) -> None:
         if isinstance(num_points, int):
             num_points = [num_points] * num_levels
         num_points = [int(n) for n in num_points]
@@ -112,20 +123,15 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
         if method == 'discrete':
             self.sampling_offsets.requires_grad_(False)
 
-    def _points_per_level(self):
-        """Points of each level (mmcv's ``__init__`` calls
-        :meth:`init_weights` while ``num_points`` is still its one-level
-        total)."""
-        if isinstance(self.num_points, int):  # inside mmcv's __init__
-            return [self.num_points] * self.num_levels
-        return self.num_points
-
-    def init_weights(self):
+    def init_weights(self) -> None:
         """RT-DETRv2's initialisation: zero offset weights, the bias of the
         k-th point (1-based) of each level pointing along its head's
         direction (angle 2 pi h / heads, max-norm 1) times k; zero
-        attention weights; Xavier-uniform projections."""
-        points = self._points_per_level()
+        attention weights; Xavier-uniform projections (mmcv's
+        initialisation when every level has the same points). mmcv's
+        ``__init__`` calls it while ``num_points`` is still the one-level
+        total."""
+        points = self.points_per_level()
         device = self.sampling_offsets.weight.device
         thetas = torch.arange(self.num_heads, dtype=torch.float32,
                               device=device) * (2 * math.pi / self.num_heads)
@@ -163,112 +169,44 @@ class MultiScaleDeformableAttentionV2(CPUFastMultiScaleDeformableAttention):
                 f'{self.num_points}: set the config to the checkpoint\'s')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'num_points={self.num_points}, '
                 f'offset_scale={self.offset_scale}, method={self.method!r}')
 
-    def sampling_locations(self, query, reference_points):
-        """Normalised (x, y) sampling locations, in float32 also under
-        autocast.
+    def sampling_grid(self, locations: Tensor, dtype: torch.dtype) -> Tensor:
+        """Bilinear: ``grid_sample`` coordinates in the value dtype (v1's);
+        discrete: the normalised locations themselves, in float32, from
+        which :meth:`sample` computes the pixel index."""
+        if self.method == 'discrete':
+            return locations
+        return super().sampling_grid(locations, dtype)
 
-        Args:
-            query (Tensor): (B, Q, C), position embedding added.
-            reference_points (Tensor): (B, Q, L, 4) (cx, cy, w, h).
-
-        Returns:
-            Tensor: (B, Q, heads, P, 2), point ``p`` on level
-            ``point_level[p]``.
-        """
-        batch, num_query, _ = query.shape
-        offsets = fp32_branch(self.sampling_offsets, query).view(
-            batch, num_query, self.num_heads, -1, 2)
-        # (B, Q, 1, P, 4): each point's reference box (its level's).
-        ref = reference_points.float()[:, :, None, self.point_level]
-        return ref[..., :2] + offsets * self.num_points_scale[:, None] * \
-            ref[..., 2:] * self.offset_scale
-
-    def sample(self, level_value, locations):
-        """Values of one level at the sampling locations.
+    def sample(self, level_value: Tensor, grid: Tensor) -> Tensor:
+        """Values of one level at the sampling points.
 
         Args:
             level_value (Tensor): (B * heads, d, H, W).
-            locations (Tensor): (B * heads, Q, n, 2) normalised (x, y),
-                float32.
+            grid (Tensor): (B * heads, Q, n, 2) from :meth:`sampling_grid`.
 
         Returns:
             Tensor: (B * heads, d, Q, n) in the value dtype.
         """
         if self.method == 'default':
-            return F.grid_sample(
-                level_value, (2 * locations - 1).to(level_value.dtype),
-                mode='bilinear', padding_mode='zeros', align_corners=False)
+            return super().sample(level_value, grid)
         heads_batch, head_dims, height, width = level_value.shape
-        num_query, num_points = locations.shape[1:3]
+        num_query, num_points = grid.shape[1:3]
         # Nearest pixel as the official rounds: floor(x * W + 0.5), each
         # axis clamped to its own size.
-        x = (locations[..., 0] * width + 0.5).floor().clamp(0, width - 1)
-        y = (locations[..., 1] * height + 0.5).floor().clamp(0, height - 1)
+        x = (grid[..., 0] * width + 0.5).floor().clamp(0, width - 1)
+        y = (grid[..., 1] * height + 0.5).floor().clamp(0, height - 1)
         index = (y * width + x).long().reshape(heads_batch, 1, -1)
         sampled = level_value.flatten(2).gather(
             2, index.expand(-1, head_dims, -1))
         return sampled.view(heads_batch, head_dims, num_query, num_points)
 
-    def forward(self, query, key=None, value=None, identity=None,
-                query_pos=None, key_padding_mask=None,
-                reference_points=None, spatial_shapes=None,
-                level_start_index=None, **kwargs):
-        """Attend from ``query`` to the multi-level ``value``.
-
-        Args:
-            query (Tensor): (B, Q, C).
-            value (Tensor, optional): (B, N, C), default ``query``.
-            identity (Tensor, optional): Residual (B, Q, C), default
-                ``query``.
-            query_pos (Tensor, optional): (B, Q, C) added to ``query``.
-            key_padding_mask (Tensor, optional): (B, N) bool, True at
-                padding (its values are zeroed).
-            reference_points (Tensor): (B, Q, L, 4) normalised
-                (cx, cy, w, h).
-            spatial_shapes (Tensor): (L, 2) (H, W) of the levels.
-
-        Returns:
-            Tensor: (B, Q, C).
-        """
-        if value is None:
-            value = query
-        if identity is None:
-            identity = query
-        if query_pos is not None:
-            query = query + query_pos
-        if reference_points.shape[-1] != 4:
-            raise ValueError(
-                f'{type(self).__name__} takes reference boxes (B, Q, L, 4), '
-                f'got reference points of shape '
-                f'{tuple(reference_points.shape)}')
-        batch, num_query, _ = query.shape
-        heads = self.num_heads
-        value_t = self.project_values(value, key_padding_mask)
-        # (B * heads, Q, P, 2)
-        locations = self.sampling_locations(query, reference_points) \
-            .transpose(1, 2).flatten(0, 1)
-        # (B * heads, Q, P)
-        weights = self.attention_weights(query).view(
-            batch, num_query, heads, -1).softmax(-1).transpose(1, 2) \
-            .flatten(0, 1)
-        output = None
-        start, first_point = 0, 0
-        for (height, width), points in zip(spatial_shapes.tolist(),
-                                           self.num_points):
-            level_value = value_t[..., start:start + height * width] \
-                .unflatten(-1, (height, width))
-            start += height * width
-            end_point = first_point + points
-            sampled = self.sample(level_value,
-                                  locations[:, :, first_point:end_point])
-            term = (sampled * weights[:, None, :, first_point:end_point].to(
-                sampled.dtype)).sum(-1)
-            output = term if output is None else output + term
-            first_point = end_point
-        output = self.output_proj(
-            output.view(batch, self.embed_dims, num_query).transpose(1, 2))
-        return self.dropout(output) + identity
+    def runs_on_mmcv(self, value: Tensor, key_padding_mask: Optional[Tensor],
+                     reference_points: Tensor) -> bool:
+        """Never: mmcv's kernel has one number of points for every level and
+        no discrete sampling, so this attention runs its PyTorch ops
+        (:meth:`forward_pytorch`) on every device."""
+        return False

@@ -14,19 +14,23 @@ public, so the block below is our own design (documented in docs/bhvit.md):
 a C2f-style cross-stage-partial block whose bottlenecks are small MetaFormer
 blocks (a spatial token mixer, MSGDC or RepConv, then a channel MLP).
 """
+from typing import Optional, Sequence, Union
+
 import torch
 import torch.nn as nn
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from .csp_layers import RepVGGBlock
 
 MIXERS = ('msgdc', 'repconv')
 
 
-def resolve_act_cfg(act):
+def resolve_act_cfg(act: Union[bool, None, dict]) -> Optional[dict]:
     """Ultralytics-style ``act`` to an mmcv ``act_cfg``.
 
     ``True`` -> SiLU, ``False``/``None`` -> no activation, a dict is an mmcv
@@ -51,11 +55,12 @@ class ChannelLayerNorm(nn.LayerNorm):
     ``nn.LayerNorm`` lets optimiser constructors treat it as a norm layer.
     """
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def build_mixer_norm(norm_cfg, num_channels):
+def build_mixer_norm(norm_cfg: ConfigType, num_channels: int) -> nn.Module:
     """``type='LN'`` -> :class:`ChannelLayerNorm`; else mmcv's norm layer."""
     cfg = dict(norm_cfg)
     if cfg.get('type') == 'LN':
@@ -67,11 +72,12 @@ def build_mixer_norm(norm_cfg, num_channels):
 class LearnableShift(nn.Module):
     """``x + b`` with a learnable per-channel bias ``b`` (initialised to 0)."""
 
-    def __init__(self, num_channels):
+    def __init__(self, num_channels: int) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return x + self.bias
 
 
@@ -82,13 +88,14 @@ class RPReLU(nn.Module):
     PReLU slope is per channel (initialised to 0.25). (B, C, H, W) -> same.
     """
 
-    def __init__(self, num_channels):
+    def __init__(self, num_channels: int) -> None:
         super().__init__()
         self.shift_in = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
         self.prelu = nn.PReLU(num_channels)
         self.shift_out = nn.Parameter(torch.zeros(1, num_channels, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         return self.prelu(x - self.shift_in) + self.shift_out
 
 
@@ -116,8 +123,13 @@ class MSGDC(BaseModule):
     Shapes: (B, C, H, W) -> (B, C, H, W) for any H, W.
     """
 
-    def __init__(self, in_channels, kernel_size=3, dilations=(1, 3, 5),
-                 groups=4, norm_cfg=dict(type='LN', eps=1e-6), init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 kernel_size: int = 3,
+                 dilations: Sequence[int] = (1, 3, 5),
+                 groups: int = 4,
+                 norm_cfg: ConfigType = dict(type='LN', eps=1e-6),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if in_channels % groups:
             raise ValueError(
@@ -138,7 +150,8 @@ class MSGDC(BaseModule):
         self.acts = nn.ModuleList(RPReLU(in_channels) for _ in dilations)
         self.norm = build_mixer_norm(norm_cfg, in_channels)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'MSGDC expects (B, {self.in_channels}, H, W), got '
@@ -177,10 +190,17 @@ class MSGDCBottleneck(BaseModule):
     Shapes: (B, C_in, H, W) -> (B, C_out, H, W).
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, mixer='msgdc',
-                 shortcut=True, mlp_ratio=2.0, act_cfg=dict(type='SiLU'),
-                 norm_cfg=dict(type='BN'),
-                 mixer_norm_cfg=dict(type='LN', eps=1e-6), init_cfg=None):
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 3,
+                 mixer: str = 'msgdc',
+                 shortcut: bool = True,
+                 mlp_ratio: float = 2.0,
+                 act_cfg: OptConfigType = dict(type='SiLU'),
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 mixer_norm_cfg: ConfigType = dict(type='LN', eps=1e-6),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if mixer not in MIXERS:
             raise ValueError(
@@ -208,7 +228,8 @@ class MSGDCBottleneck(BaseModule):
         self.shortcut = shortcut
         self.mlp_residual = shortcut and in_channels == out_channels
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W)."""
         y = self.mixer(x)
         if self.shortcut:
             y = x + y
@@ -248,9 +269,19 @@ class CCRI(BaseModule):
     Shapes: (B, c1, H, W) -> (B, c2, H, W).
     """
 
-    def __init__(self, c1, c2, k=3, n=1, lightconv=False, shortcut=False,
-                 scale=2.0, e=0.5, act=True, norm_cfg=dict(type='BN'),
-                 mixer_norm_cfg=dict(type='LN', eps=1e-6), init_cfg=None):
+    def __init__(self,
+                 c1: int,
+                 c2: int,
+                 k: int = 3,
+                 n: int = 1,
+                 lightconv: bool = False,
+                 shortcut: bool = False,
+                 scale: float = 2.0,
+                 e: float = 0.5,
+                 act: Union[bool, dict] = True,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 mixer_norm_cfg: ConfigType = dict(type='LN', eps=1e-6),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         if n < 1:
             raise ValueError(f'CCRI n (number of bottlenecks) must be >= 1, '
@@ -277,7 +308,8 @@ class CCRI(BaseModule):
         self.cv2 = ConvModule((2 + n) * hidden, c2, 1, norm_cfg=norm_cfg,
                               act_cfg=act_cfg)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, c1, H, W) -> (B, c2, H, W)."""
         outs = list(self.cv1(x).split(self.hidden, dim=1))
         for block in self.blocks:
             outs.append(block(outs[-1]))

@@ -13,6 +13,7 @@ Every tensor inside a stage is channels-last, (B, H, W, C), as in the
 official implementation; the depthwise convolutions permute internally.
 """
 from collections import OrderedDict
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,9 +21,23 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
+from torch import Tensor
+
+from mmdet.utils import ConfigType, OptConfigType
+
+#: What :class:`ManhattanDecay` returns for one feature size:
+#: ``(rotation, mask)``, ``rotation`` None or ``(sin, cos)`` of shape
+#: (H, W, C / n), ``mask`` ``(mask_h, mask_w)`` of shapes (n, H, H) and
+#: (n, W, W) when decomposed, else one (n, HW, HW) tensor.
+DecayMasks = Tuple[Optional[Tuple[Tensor, Tensor]],
+                   Union[Tensor, Tuple[Tensor, Tensor]]]
 
 
-def conv_norm_act(in_channels, out_channels, stride, norm_cfg, act_cfg=None):
+def conv_norm_act(in_channels: int,
+                  out_channels: int,
+                  stride: int,
+                  norm_cfg: ConfigType,
+                  act_cfg: OptConfigType = None) -> nn.Sequential:
     """3x3 conv (with bias, as in the official RMT) -> norm -> optional act.
 
     Children are named ``conv``, the norm's mmcv name (``bn`` for BN/SyncBN)
@@ -42,11 +57,12 @@ def conv_norm_act(in_channels, out_channels, stride, norm_cfg, act_cfg=None):
 class DepthwiseConvNHWC(nn.Conv2d):
     """Depthwise ``k x k`` conv (stride 1, same padding) on (B, H, W, C)."""
 
-    def __init__(self, channels, kernel_size):
+    def __init__(self, channels: int, kernel_size: int) -> None:
         super().__init__(channels, channels, kernel_size, 1,
                          kernel_size // 2, groups=channels)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
         return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
@@ -71,8 +87,14 @@ class ManhattanDecay(nn.Module):
         cache_size (int): Feature sizes kept in the cache.
     """
 
-    def __init__(self, embed_dims, num_heads, init_value, heads_range,
-                 decomposed, use_rope=True, cache_size=4):
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 init_value: float,
+                 heads_range: float,
+                 decomposed: bool,
+                 use_rope: bool = True,
+                 cache_size: int = 4) -> None:
         super().__init__()
         head_dims = embed_dims // num_heads
         if use_rope and head_dims % 2:
@@ -120,7 +142,7 @@ class ManhattanDecay(nn.Module):
             height, width, -1)
         return (theta.sin(), theta.cos()), mask
 
-    def forward(self, height, width):
+    def forward(self, height: int, width: int) -> DecayMasks:
         """Return ``(rotation, mask)`` for an (H, W) map.
 
         ``rotation`` is None or ``(sin, cos)`` of shape (H, W, C / n);
@@ -138,7 +160,7 @@ class ManhattanDecay(nn.Module):
         return value
 
 
-def rotate_pairs(x, sin, cos):
+def rotate_pairs(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
     """xPos/RoPE rotation of consecutive channel pairs of (..., H, W, d)."""
     pairs = x.unflatten(-1, (-1, 2))
     rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), -1).flatten(-2)
@@ -170,7 +192,8 @@ class MaSA(nn.Module):
     Shapes: x (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, num_heads, decomposed):
+    def __init__(self, embed_dims: int, num_heads: int,
+                 decomposed: bool) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
@@ -181,7 +204,9 @@ class MaSA(nn.Module):
         self.lce = DepthwiseConvNHWC(embed_dims, 5)
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
-    def forward(self, x, decay):
+    def forward(self, x: Tensor, decay: DecayMasks) -> Tensor:
+        """x (B, H, W, C) and the stage's :class:`ManhattanDecay` output
+        -> (B, H, W, C)."""
         rotation, mask = decay
         b, h, w, c = x.shape
         n, d = self.num_heads, self.head_dims
@@ -224,14 +249,16 @@ class RetentionFFN(nn.Module):
     copy disables it (``dwconv=False``).
     """
 
-    def __init__(self, embed_dims, hidden_dims, dwconv=True):
+    def __init__(self, embed_dims: int, hidden_dims: int,
+                 dwconv: bool = True) -> None:
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
         self.act = nn.GELU()
         self.dwconv = DepthwiseConvNHWC(hidden_dims, 3) if dwconv else None
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
         x = self.act(self.fc1(x))
         if self.dwconv is not None:
             x = x + self.dwconv(x)
@@ -258,8 +285,14 @@ class RetentionBlock(nn.Module):
     Shapes: x (B, H, W, C) -> (B, H, W, C).
     """
 
-    def __init__(self, embed_dims, num_heads, ffn_dims, decomposed,
-                 drop_path=0.0, layer_scale_init=None, ffn_dwconv=True):
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 ffn_dims: int,
+                 decomposed: bool,
+                 drop_path: float = 0.0,
+                 layer_scale_init: Optional[float] = None,
+                 ffn_dwconv: bool = True) -> None:
         super().__init__()
         self.cpe = DepthwiseConvNHWC(embed_dims, 3)
         self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
@@ -276,7 +309,8 @@ class RetentionBlock(nn.Module):
             self.gamma2 = nn.Parameter(
                 torch.full((embed_dims, ), float(layer_scale_init)))
 
-    def forward(self, x, decay):
+    def forward(self, x: Tensor, decay: DecayMasks) -> Tensor:
+        """x (B, H, W, C) and the stage's decay masks -> (B, H, W, C)."""
         x = x + self.cpe(x)
         attn = self.attn(self.norm1(x), decay)
         if self.gamma1 is not None:
@@ -312,11 +346,22 @@ class RetentionStage(nn.Module):
     merging, (B, H, W, C) -> (B, H, W, C) without.
     """
 
-    def __init__(self, in_channels, embed_dims, depth, num_heads, ffn_dims,
-                 decomposed, init_value, heads_range, drop_paths,
-                 layer_scale_init=None, ffn_dwconv=True, use_rope=True,
-                 norm_cfg=dict(type='BN'), with_cp=False,
-                 decay_cache_size=4):
+    def __init__(self,
+                 in_channels: Optional[int],
+                 embed_dims: int,
+                 depth: int,
+                 num_heads: int,
+                 ffn_dims: int,
+                 decomposed: bool,
+                 init_value: float,
+                 heads_range: float,
+                 drop_paths: Sequence[float],
+                 layer_scale_init: Optional[float] = None,
+                 ffn_dwconv: bool = True,
+                 use_rope: bool = True,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 with_cp: bool = False,
+                 decay_cache_size: int = 4) -> None:
         super().__init__()
         self.downsample = None if in_channels is None else conv_norm_act(
             in_channels, embed_dims, 2, norm_cfg)
@@ -329,7 +374,9 @@ class RetentionStage(nn.Module):
             for i in range(depth))
         self.with_cp = with_cp
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C_in) -> (B, H', W', C), H' = ceil(H / 2) with patch
+        merging, else H."""
         if self.downsample is not None:
             x = self.downsample(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         decay = self.decay(x.shape[1], x.shape[2])

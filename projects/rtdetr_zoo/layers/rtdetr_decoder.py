@@ -5,19 +5,13 @@ from mmdet.models.layers import MLP, DeformableDetrTransformerDecoder
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 
-from .deformable_attention import CPUFastMultiScaleDeformableAttention
+from .deformable_attention import (CPUFastMultiScaleDeformableAttention,
+                                   fp32_branch)
 
 # Arguments of mmcv's MultiScaleDeformableAttention that every cross-attention
 # of the decoder (RT-DETR's, RT-DETRv2's) takes with the same meaning.
 SHARED_ATTN_ARGS = ('embed_dims', 'num_heads', 'num_levels', 'dropout',
                     'batch_first')
-
-
-def fp32_branch(branch, x):
-    """``branch(x)`` in float32 even under autocast (box regression: a bf16
-    logit offset would move boxes by up to 1/256 of their value)."""
-    with torch.autocast(x.device.type, enabled=False):
-        return branch(x.float())
 
 
 @MODELS.register_module()

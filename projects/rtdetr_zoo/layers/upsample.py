@@ -2,20 +2,28 @@
 and crop a resampled map to the size of the level it is fused with."""
 import torch
 import torch.nn as nn
+from torch import Tensor
 
 from .csp_layers import build_registered
 
 INTERPOLATION_MODES = ('nearest', 'bilinear', 'bicubic')
 
 
-def build_upsample_layer(cfg, in_channels):
-    """Build an up-sampler from ``cfg`` for a map with ``in_channels`` channels.
+def build_upsampler(cfg: dict, in_channels: int) -> nn.Module:
+    """Build an up-sampler from ``cfg`` for maps of ``in_channels`` channels.
 
     ``dict(type='nearest' | 'bilinear' | 'bicubic', scale_factor=2, ...)``
     builds :class:`torch.nn.Upsample`; any other ``type`` is looked up in
     mmdet's ``MODELS`` registry (e.g. ``'DySample'``) and receives
     ``in_channels`` when its constructor accepts it and the config does not
-    set it. This is what lets a neck swap its up-sampler by config only.
+    set it. This is what lets a neck swap its up-sampler by config only,
+    which mmcv's ``build_upsample_layer`` (the same arguments for every
+    type) does not.
+
+    Raises:
+        ValueError: ``cfg`` is not a dict with a ``type``.
+        KeyError: the ``type`` is neither an interpolation mode nor
+            registered.
     """
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise ValueError(
@@ -30,7 +38,7 @@ def build_upsample_layer(cfg, in_channels):
         in_channels=in_channels)
 
 
-def match_size(x, ref):
+def match_size(x: Tensor, ref: Tensor) -> Tensor:
     """Crop a resampled map ``x`` to the spatial size of ``ref``.
 
     With inputs of sizes ``ceil(H / s)`` and strides doubling per level, an

@@ -1,8 +1,11 @@
 """BiFPN weighted feature fusion (Tan et al., "EfficientDet: Scalable and
 Efficient Object Detection", CVPR 2020, Sec. 3.3)."""
+from typing import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
 from mmdet.registry import MODELS
 
@@ -20,9 +23,10 @@ class WeightedFusion(nn.Module):
     whose effective weights are non-negative and sum to at most 1 whatever
     the raw parameters become during training.
 
-    ``weight_act='swish'`` reproduces the RT-DETR-MobileNetV4-BiFPN seed's
-    normalisation, ``out = sum_i w_i * x_i / (eps + sum_j swish(w_j))``: the
-    raw weights are used in the numerator, so they are not constrained to be
+    ``weight_act='swish'`` reproduces the normalisation of the
+    Ultralytics-based RT-DETR MobileNetV4 + BiFPN blog post this fusion comes
+    from, ``out = sum_i w_i * x_i / (eps + sum_j swish(w_j))``: the raw
+    weights are used in the numerator, so they are not constrained to be
     non-negative.
 
     Args:
@@ -33,7 +37,10 @@ class WeightedFusion(nn.Module):
     Shapes: a sequence of ``num_inputs`` tensors (B, C, H, W) -> (B, C, H, W).
     """
 
-    def __init__(self, num_inputs, weight_act='relu', eps=1e-4):
+    def __init__(self,
+                 num_inputs: int,
+                 weight_act: str = 'relu',
+                 eps: float = 1e-4) -> None:
         super().__init__()
         if num_inputs < 1:
             raise ValueError(
@@ -46,14 +53,15 @@ class WeightedFusion(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_inputs))
 
-    def normalized_weights(self):
+    def normalized_weights(self) -> Tensor:
         """The effective fusion coefficients, shape (num_inputs, )."""
         if self.weight_act == 'relu':
             weight = F.relu(self.weight)
             return weight / (weight.sum() + self.eps)
         return self.weight / (F.silu(self.weight).sum() + self.eps)
 
-    def forward(self, inputs):
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        """``num_inputs`` tensors (B, C, H, W) -> (B, C, H, W)."""
         if len(inputs) != self.num_inputs:
             raise ValueError(
                 f'WeightedFusion built for {self.num_inputs} inputs got '
@@ -69,6 +77,6 @@ class WeightedFusion(nn.Module):
             out = out + weight * x
         return out
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f'num_inputs={self.num_inputs}, weight_act={self.weight_act!r}'
                 f', eps={self.eps}')

@@ -5,13 +5,17 @@ BiFPN: Tan et al., "EfficientDet: Scalable and Efficient Object Detection",
 CVPR 2020. AIFI and the RepC3 (``CSPRepLayer``) fusion blocks: Zhao et al.,
 "DETRs Beat YOLOs on Real-time Object Detection", CVPR 2024.
 """
+from typing import Optional, Sequence, Tuple
+
 import torch.nn as nn
 from mmengine.model import BaseModule
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
 from ..layers import (CSPRepLayer, WeightedFusion, build_aifi,
-                      build_upsample_layer, conv_bn, match_size)
+                      build_upsampler, conv_bn, match_size)
 
 
 @MODELS.register_module()
@@ -19,12 +23,13 @@ class BiFPNHybridEncoder(BaseModule):
     """AIFI on the coarsest level, then one bidirectional BiFPN layer whose
     fusion nodes are followed by RepC3 blocks.
 
-    Inputs are ``L >= 3`` backbone levels, finest first (the seed: P2-P5 at
-    strides 4/8/16/32). The finest level (P2) only feeds the bottom-up path;
-    the ``L - 1`` others are the outputs (P3-P5). With ``P_i`` the 1x1
-    conv-norm-act projections of the inputs to ``hidden_dim`` channels (the
-    coarsest after ``input_proj`` -> AIFI -> ``lateral_conv``), ``F`` a
-    :class:`WeightedFusion` node and ``R`` a :class:`CSPRepLayer`:
+    Inputs are ``L >= 3`` backbone levels, finest first (the blog's model:
+    P2-P5 at strides 4/8/16/32). The finest level (P2) only feeds the
+    bottom-up path; the ``L - 1`` others are the outputs (P3-P5). With
+    ``P_i`` the 1x1 conv-norm-act projections of the inputs to
+    ``hidden_dim`` channels (the coarsest after ``input_proj`` -> AIFI ->
+    ``lateral_conv``), ``F`` a :class:`WeightedFusion` node and ``R`` a
+    :class:`CSPRepLayer`:
 
     * top-down, for the levels below the top:
       ``T_i = R(F(up(T_{i+1}), P_i))`` with ``T_top = P_top``;
@@ -45,7 +50,7 @@ class BiFPNHybridEncoder(BaseModule):
             AIFI settings (8 heads, FFN 1024, dropout 0, GELU).
         pe_temperature (float): AIFI position-embedding temperature.
         depth_mult (float): Depth multiplier: ``round(3 * depth_mult)``
-            RepVGG blocks per RepC3 (3 by default, as the seed).
+            RepVGG blocks per RepC3 (3 by default, as the blog's).
         expansion (float): Hidden width ratio of the RepC3 blocks.
         act_cfg (dict): Activation of the convs. Defaults to SiLU.
         weight_act (str): Fusion weight activation: ``'relu'`` (fast
@@ -57,7 +62,7 @@ class BiFPNHybridEncoder(BaseModule):
             level (AIFI's cached size is ``ceil(eval_spatial_size / s)`` for
             the coarsest). Defaults to (4, 8, 16, 32).
         upsample_cfg (dict): Top-down up-sampler, see
-            :func:`build_upsample_layer`.
+            :func:`~rtdetr_zoo.layers.build_upsampler`.
         csp_block_cfg (dict, optional): Bottleneck of the RepC3 blocks
             (default RepVGG), see :class:`CSPRepLayer`.
         norm_cfg (dict): Norm of every conv (projections, resampling convs
@@ -71,14 +76,22 @@ class BiFPNHybridEncoder(BaseModule):
     a tuple of L - 1 maps (B, hidden_dim, H_i, W_i), levels 1..L-1.
     """
 
-    def __init__(self, in_channels=(32, 64, 96, 1280), hidden_dim=256,
-                 num_encoder_layers=1, num_heads=8, ffn_dim=1024, dropout=0.0,
-                 enc_act_cfg=dict(type='GELU'), pe_temperature=10000.,
-                 depth_mult=1.0, expansion=1.0, act_cfg=dict(type='SiLU'),
-                 weight_act='relu', fusion_eps=1e-4, eval_spatial_size=None,
-                 feat_strides=(4, 8, 16, 32),
-                 upsample_cfg=dict(type='nearest', scale_factor=2),
-                 csp_block_cfg=None, norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(self, in_channels: Sequence[int] = (32, 64, 96, 1280),
+                 hidden_dim: int = 256, num_encoder_layers: int = 1,
+                 num_heads: int = 8, ffn_dim: int = 1024,
+                 dropout: float = 0.0,
+                 enc_act_cfg: ConfigType = dict(type='GELU'),
+                 pe_temperature: float = 10000., depth_mult: float = 1.0,
+                 expansion: float = 1.0,
+                 act_cfg: ConfigType = dict(type='SiLU'),
+                 weight_act: str = 'relu', fusion_eps: float = 1e-4,
+                 eval_spatial_size: Optional[Tuple[int, int]] = None,
+                 feat_strides: Sequence[int] = (4, 8, 16, 32),
+                 upsample_cfg: ConfigType = dict(type='nearest',
+                                                 scale_factor=2),
+                 csp_block_cfg: OptConfigType = None,
+                 norm_cfg: ConfigType = dict(type='BN'),
+                 init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = list(in_channels)
         if len(self.in_channels) < 3:
@@ -128,8 +141,7 @@ class BiFPNHybridEncoder(BaseModule):
         self.td_fusions = nn.ModuleList()
         self.td_blocks = nn.ModuleList()
         for _ in range(num_outs - 1):
-            self.upsamples.append(build_upsample_layer(upsample_cfg,
-                                                       hidden_dim))
+            self.upsamples.append(build_upsampler(upsample_cfg, hidden_dim))
             self.td_fusions.append(fusion(2))
             self.td_blocks.append(csp())
         # Bottom-up nodes, fine to coarse (levels 0 .. num_outs - 1).
@@ -140,7 +152,7 @@ class BiFPNHybridEncoder(BaseModule):
             fusion(3 if i < num_outs - 1 else 2) for i in range(num_outs))
         self.bu_blocks = nn.ModuleList(csp() for _ in range(num_outs))
 
-    def forward(self, feats):
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         if len(feats) != len(self.in_channels):
             raise ValueError(
                 f'BiFPNHybridEncoder expects {len(self.in_channels)} feature '

@@ -1,11 +1,15 @@
 """RT-DETR's efficient hybrid encoder (AIFI + CCFM) as an mmdet neck."""
+from typing import Optional, Sequence, Tuple
+
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
+from torch import Tensor
 
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ..layers import (CSPRepLayer, build_aifi, build_upsample_layer, conv_bn,
+from ..layers import (CSPRepLayer, build_aifi, build_upsampler, conv_bn,
                       match_size)
 
 
@@ -40,7 +44,8 @@ class HybridEncoder(BaseModule):
             level (AIFI's cached size is ``ceil(eval_spatial_size / s)``).
             Defaults to (8, 16, 32).
         upsample_cfg (dict): Top-down up-sampler, built by
-            :func:`build_upsample_layer` (default nearest x2).
+            :func:`~rtdetr_zoo.layers.build_upsampler` (default nearest
+            x2).
         csp_block_cfg (dict, optional): Bottleneck type of the CSP blocks
             (default RepVGG), see :class:`CSPRepLayer`.
         norm_cfg (dict): Norm of every conv (projections, CCFM convs and CSP
@@ -53,14 +58,20 @@ class HybridEncoder(BaseModule):
     a tuple of L maps (B, hidden_dim, H_i, W_i).
     """
 
-    def __init__(self, in_channels=(512, 1024, 2048), hidden_dim=256,
-                 use_encoder_idx=(2, ), num_encoder_layers=1, num_heads=8,
-                 ffn_dim=1024, dropout=0.0, enc_act_cfg=dict(type='GELU'),
-                 pe_temperature=10000., expansion=1.0, depth_mult=1.0,
-                 act_cfg=dict(type='SiLU'), eval_spatial_size=None,
-                 feat_strides=(8, 16, 32),
-                 upsample_cfg=dict(type='nearest', scale_factor=2),
-                 csp_block_cfg=None, norm_cfg=dict(type='BN'), init_cfg=None):
+    def __init__(
+            self, in_channels: Sequence[int] = (512, 1024, 2048),
+            hidden_dim: int = 256, use_encoder_idx: Sequence[int] = (2, ),
+            num_encoder_layers: int = 1, num_heads: int = 8,
+            ffn_dim: int = 1024, dropout: float = 0.0,
+            enc_act_cfg: ConfigType = dict(type='GELU'),
+            pe_temperature: float = 10000., expansion: float = 1.0,
+            depth_mult: float = 1.0, act_cfg: ConfigType = dict(type='SiLU'),
+            eval_spatial_size: Optional[Tuple[int, int]] = None,
+            feat_strides: Sequence[int] = (8, 16, 32),
+            upsample_cfg: ConfigType = dict(type='nearest', scale_factor=2),
+            csp_block_cfg: OptConfigType = None,
+            norm_cfg: ConfigType = dict(type='BN'),
+            init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = list(in_channels)
         self.hidden_dim = hidden_dim
@@ -101,14 +112,14 @@ class HybridEncoder(BaseModule):
             self.lateral_convs.append(
                 conv_bn(hidden_dim, hidden_dim, 1, act_cfg=act_cfg,
                         norm_cfg=norm_cfg))
-            self.upsamples.append(build_upsample_layer(upsample_cfg, hidden_dim))
+            self.upsamples.append(build_upsampler(upsample_cfg, hidden_dim))
             self.fpn_blocks.append(csp())
             self.downsample_convs.append(
                 conv_bn(hidden_dim, hidden_dim, 3, stride=2, act_cfg=act_cfg,
                         norm_cfg=norm_cfg))
             self.pan_blocks.append(csp())
 
-    def forward(self, feats):
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         if len(feats) != len(self.in_channels):
             raise ValueError(
                 f'HybridEncoder expects {len(self.in_channels)} feature maps '
@@ -132,5 +143,6 @@ class HybridEncoder(BaseModule):
         for i in range(len(proj) - 1):
             feat_high = inner_outs[i + 1]
             down = match_size(self.downsample_convs[i](outs[-1]), feat_high)
-            outs.append(self.pan_blocks[i](torch.cat([down, feat_high], dim=1)))
+            outs.append(
+                self.pan_blocks[i](torch.cat([down, feat_high], dim=1)))
         return tuple(outs)

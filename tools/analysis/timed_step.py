@@ -1,13 +1,7 @@
-"""One timed unit of work of a config's detector on the CPU: an inference
-pass or a training step, with optional bf16 autocast and channels-last.
-
-This module imports nothing from ``rtdetr_zoo`` but
-:func:`rtdetr_zoo.apis.load_detector`, so that
-``python timed_step.py --worker ...`` can run against *another* checkout of
-the package (``PYTHONPATH=<worktree>/projects``): that is how
-``tools/analysis/benchmark.py --compare REV`` times the code of revision REV
-and of the working tree alternately, each in its own process
-(:func:`serve`).
+"""One timed unit of work of a config's detector on the CPU (an inference
+pass or a training step, with optional bf16 autocast and channels-last), what
+one costs (memory, aten calls, a profiler table), and the worker process that
+serves it to :mod:`tools.analysis.revision_compare`.
 
 Modes:
 
@@ -21,27 +15,40 @@ Modes:
 
 Backend ``'onnxruntime'`` (inference of the detector) exports the model end
 to end and times the ONNX Runtime session instead
-(:class:`OnnxRuntimeRunner`).
+(:class:`rtdetr_zoo.analysis.OnnxRuntimeRunner`).
+
+Memory is the resident set size (RSS) of this process (:class:`PeakRSS`,
+psutil, installed by ``tools/setup_env.sh``; not a dependency of the
+package).
+
+As a script, ``python tools/analysis/timed_step.py CONFIG [options]`` is the
+worker of ``tools/analysis/benchmark.py --compare REV``
+(:func:`serve`): it is started with ``PYTHONPATH=<tree>/projects`` to time
+the code of another checkout, so it imports nothing from this folder and,
+from ``rtdetr_zoo``, only ``rtdetr_zoo.analysis``'s ``build_model``,
+``make_inputs``, ``PytorchRunner`` and ``OnnxRuntimeRunner``, which every
+revision since the package got ``analysis/`` (``9f51e2b``) exports.
 """
 import argparse
 import contextlib
 import json
 import logging
+import os.path as osp
 import resource
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
+from typing import Callable, Dict, Optional, Tuple
 
 import psutil
 import torch
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
-from mmengine.structures import InstanceData
 
-from mmdet.structures import DetDataSample
-from rtdetr_zoo.apis import load_detector
+import rtdetr_zoo
+from rtdetr_zoo.analysis import (OnnxRuntimeRunner, PytorchRunner,
+                                 build_model, make_inputs)
 
 PARTS = ('backbone', 'detector')
 MODES = ('infer', 'train')
@@ -68,7 +75,7 @@ NOT_COUNTED = frozenset({
 SYNC_OPS = frozenset({'aten::nonzero', 'aten::_local_scalar_dense'})
 
 
-def count_host_work(call):
+def count_host_work(call: Callable[[], object]) -> dict:
     """The host-side work of one ``call()`` (after one untimed warm-up call):
     the aten operators it runs, each at least one kernel launch on a GPU
     (views and metadata-only operators excluded, nested operators counted
@@ -89,88 +96,12 @@ def count_host_work(call):
     names = [e.name for e in prof.events() if e.name.startswith('aten::')]
     ops = Counter(n for n in names if n not in NOT_COUNTED)
     syncs = sum(ops[name] for name in SYNC_OPS)
-    return dict(aten_calls=sum(ops.values()) - ops['aten::_local_scalar_dense'],
-                syncs=syncs, ops=dict(ops.most_common()))
+    aten_calls = sum(ops.values()) - ops['aten::_local_scalar_dense']
+    return dict(aten_calls=aten_calls, syncs=syncs,
+                ops=dict(ops.most_common()))
 
 
-def build_model(config, part, cfg_options=None):
-    """``config``'s detector (eval mode, CPU, random weights) or, for part
-    ``'backbone'``, its backbone."""
-    if part not in PARTS:
-        raise ValueError(f'part must be one of {PARTS}, got {part!r}')
-    model = load_detector(config, cfg_options=cfg_options)
-    return model.backbone if part == 'backbone' else model
-
-
-def make_inputs(model, part, batch, height, width, seed=0, num_gts=0):
-    """Random inputs for ``model``.
-
-    Args:
-        num_gts (int): Random ground truth boxes per image (training).
-
-    Returns:
-        tuple: for part ``'backbone'``, images (batch, 3, height, width) and
-        ``None``; for ``'detector'``, the batch through the model's data
-        pre-processor (normalised and padded as in the test loop):
-        ``(inputs, data_samples)``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    if part == 'backbone':
-        return torch.randn(batch, 3, height, width, generator=gen), None
-    images = [
-        torch.randint(0, 256, (3, height, width), generator=gen,
-                      dtype=torch.uint8) for _ in range(batch)
-    ]
-    samples = []
-    for _ in range(batch):
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(height, width), ori_shape=(height, width),
-            scale_factor=(1.0, 1.0)))
-        if num_gts:
-            size = torch.tensor([width, height])
-            xy = torch.rand(num_gts, 2, generator=gen) * size * 0.6
-            wh = (torch.rand(num_gts, 2, generator=gen) * 0.3 + 0.1) * size
-            sample.gt_instances = InstanceData(
-                bboxes=torch.cat([xy, xy + wh], 1),
-                labels=torch.randint(0, model.bbox_head.num_classes,
-                                     (num_gts, ), generator=gen))
-        samples.append(sample)
-    data = model.data_preprocessor(dict(inputs=images, data_samples=samples),
-                                   training=False)
-    return data['inputs'], data['data_samples']
-
-
-class OnnxRuntimeRunner:
-    """ONNX Runtime (CPU): the detector is exported end to end to a
-    temporary file (:func:`rtdetr_zoo.deploy.export_onnx`: pre-processing,
-    deploy-fused modules, top-k; fixed input size and batch) and the session
-    runs with as many threads as torch uses. Returns the graph's outputs
-    ``(labels, boxes, scores)``."""
-
-    def __init__(self, model, inputs, samples):
-        # deploy/ imports onnx: loaded only for the onnxruntime backend.
-        from rtdetr_zoo.deploy import create_ort_session, export_onnx
-        if samples is None:
-            raise ValueError('--backend onnxruntime times the whole detector '
-                             '(the exported graph); use --part detector')
-        height, width = samples[0].img_shape
-        preprocessor = model.data_preprocessor
-        images = inputs[..., :height, :width]
-        if getattr(preprocessor, '_enable_normalize', False):
-            images = images * preprocessor.std + preprocessor.mean
-        self.images = images.contiguous(
-            memory_format=torch.contiguous_format).numpy()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = f'{tmp}/model.onnx'
-            export_onnx(model, path, (height, width),
-                        batch_size=inputs.shape[0])
-            self.session = create_ort_session(path, torch.get_num_threads())
-
-    def __call__(self):
-        return self.session.run(None, {'images': self.images})
-
-
-def autocast(bf16):
+def autocast(bf16: bool):
     """``torch.autocast('cpu', bfloat16)`` when ``bf16``, else a no-op.
 
     :func:`rtdetr_zoo.apis.bf16_autocast` does the same, but this module
@@ -200,9 +131,16 @@ class TimedStep:
             no bf16 or channels-last).
     """
 
-    def __init__(self, config, mode='infer', part='detector', batch=1,
-                 shape=(640, 640), bf16=False, channels_last=False,
-                 cfg_options=None, backend='pytorch'):
+    def __init__(self,
+                 config: str,
+                 mode: str = 'infer',
+                 part: str = 'detector',
+                 batch: int = 1,
+                 shape: Tuple[int, int] = (640, 640),
+                 bf16: bool = False,
+                 channels_last: bool = False,
+                 cfg_options: Optional[dict] = None,
+                 backend: str = 'pytorch') -> None:
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         if backend not in BACKENDS:
@@ -226,9 +164,9 @@ class TimedStep:
             self.inputs = self.inputs.contiguous(
                 memory_format=torch.channels_last)
         self.model = model
-        self.onnx = None
-        if backend == 'onnxruntime':
-            self.onnx = OnnxRuntimeRunner(model, self.inputs, self.samples)
+        runner = (OnnxRuntimeRunner
+                  if backend == 'onnxruntime' else PytorchRunner)
+        self.infer = runner(model, self.inputs, self.samples)
         self.optim_wrapper = None
         if mode == 'train':
             model.train()
@@ -242,28 +180,26 @@ class TimedStep:
                 logger.setLevel(level)
 
     def __call__(self):
-        if self.onnx is not None:
-            return self.onnx()
         if self.mode == 'train':
             with autocast(self.bf16):
                 losses = self.model.loss(self.inputs, self.samples)
             loss, _ = self.model.parse_losses(losses)
             self.optim_wrapper.update_params(loss)
             return loss.detach()
-        with torch.no_grad(), autocast(self.bf16):
-            if self.samples is None:
-                return self.model(self.inputs)
-            return self.model.predict(self.inputs, self.samples)
+        with autocast(self.bf16):
+            return self.infer()
 
 
 class PeakRSS:
-    """Samples this process's RSS in a background thread; keeps the max
-    (bytes) in ``peak``."""
+    """This process's resident set size (RSS) while the ``with`` block runs:
+    ``baseline`` (bytes) on construction, and ``peak`` (bytes), the largest
+    RSS sampled every ``interval`` seconds by a background thread (psutil).
+    """
 
-    def __init__(self, interval=0.002):
+    def __init__(self, interval: float = 0.002) -> None:
         self.interval = interval
         self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
+        self.baseline = self.peak = self.process.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -272,34 +208,114 @@ class PeakRSS:
             self.peak = max(self.peak, self.process.memory_info().rss)
             time.sleep(self.interval)
 
-    def __enter__(self):
+    def __enter__(self) -> 'PeakRSS':
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.process.memory_info().rss)
 
+    def stats(self) -> Dict[str, float]:
+        """``peak_rss_growth_mib`` (peak so far minus the baseline),
+        ``baseline_rss_mib`` and ``max_rss_mib``, the process's lifetime
+        peak (``getrusage`` ``ru_maxrss``, includes building the model)."""
+        return dict(
+            peak_rss_growth_mib=(self.peak - self.baseline) / 2**20,
+            baseline_rss_mib=self.baseline / 2**20,
+            max_rss_mib=resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 1024)
 
-def reply(**message):
+
+def benchmark_step(config: str, logger: logging.Logger, warmup: int = 5,
+                   iters: int = 20, **step_kwargs) -> dict:
+    """Time a :class:`TimedStep` of ``config`` (``warmup`` untimed calls,
+    then ``iters`` timed ones) and the peak RSS growth over all calls,
+    logging progress and results.
+
+    Args:
+        **step_kwargs: ``mode``, ``part``, ``batch``, ``shape``, ``bf16``,
+            ``channels_last``, ``cfg_options``, ``backend`` of
+            :class:`TimedStep`.
+
+    Returns:
+        dict: :func:`rtdetr_zoo.analysis.latency_stats`, ``params`` and
+        :meth:`PeakRSS.stats`.
+    """
+    # Not imported at the top: the worker runs against older checkouts.
+    from rtdetr_zoo.analysis.benchmark import log_setting, run_benchmark
+    step = TimedStep(config, **step_kwargs)
+    settings = [step_kwargs.get('part', 'detector'),
+                step_kwargs.get('backend', 'pytorch'), step.mode] + [
+        name for name, on in (('bf16', step.bf16),
+                              ('channels-last',
+                               step_kwargs.get('channels_last')))
+        if on]
+    log_setting(logger, config, settings, step.params,
+                step_kwargs.get('shape', (640, 640)), step.inputs)
+    batch = step_kwargs.get('batch', 1)
+    with PeakRSS() as rss:
+        stats = run_benchmark(step, warmup, iters, batch, logger)
+    stats.update(rss.stats(), params=step.params)
+    logger.info(
+        f'memory: peak RSS growth {stats["peak_rss_growth_mib"]:.0f} MiB '
+        f'over {stats["baseline_rss_mib"]:.0f} MiB before the first run '
+        f'(psutil RSS sampled every 2 ms); process peak RSS '
+        f'{stats["max_rss_mib"]:.0f} MiB (getrusage ru_maxrss)')
+    return stats
+
+
+def profile_step(config: str, logger: logging.Logger, row_limit: int = 25,
+                 **step_kwargs) -> str:
+    """``torch.profiler`` table of one call of a :class:`TimedStep` (after
+    two untimed calls), sorted by self CPU time, plus the number of Python
+    function calls of that call (``cProfile``).
+
+    Returns:
+        str: the table and the call count, also logged.
+    """
+    import cProfile
+    import pstats
+
+    from torch.profiler import ProfilerActivity, profile
+    step = TimedStep(config, **step_kwargs)
+    for _ in range(2):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+    table = prof.key_averages().table(sort_by='self_cpu_time_total',
+                                      row_limit=row_limit)
+    python = cProfile.Profile()
+    python.runcall(step)
+    calls = pstats.Stats(python).total_calls
+    text = (f'{config} {step_kwargs}: {seconds * 1000:.0f} ms under the '
+            f'profiler, {calls:,} Python function calls per call\n{table}')
+    logger.info(text)
+    return text
+
+
+def reply(**message) -> None:
     """Write one protocol line to stdout."""
     sys.stdout.write(PROTOCOL_PREFIX + json.dumps(message) + '\n')
     sys.stdout.flush()
 
 
-def serve(step):
+def serve(step: TimedStep) -> None:
     """Worker loop: answer commands read from stdin, one per line.
 
-    ``run`` -> ``{"seconds": ...}`` (one timed call of ``step``);
-    ``memory`` -> ``{"peak_rss_growth_mib", "baseline_rss_mib",
-    "max_rss_mib"}`` over all runs so far; ``count`` -> the host work of one
-    call (:func:`count_host_work`); ``quit`` -> exit.
+    First reply: ``{"ready", "params", "threads", "package"}`` (the folder
+    of the ``rtdetr_zoo`` being timed). ``run`` -> ``{"seconds": ...}`` (one
+    timed call of ``step``); ``memory`` -> :meth:`PeakRSS.stats` over all
+    runs so far; ``count`` -> the host work of one call
+    (:func:`count_host_work`); ``quit`` -> exit.
     """
-    baseline = psutil.Process().memory_info().rss
-    reply(ready=True, params=step.params,
-          threads=torch.get_num_threads())
     with PeakRSS() as rss:
+        reply(ready=True, params=step.params,
+              threads=torch.get_num_threads(),
+              package=osp.dirname(osp.realpath(rtdetr_zoo.__file__)))
         for line in sys.stdin:
             command = line.strip()
             if command == 'run':
@@ -307,10 +323,7 @@ def serve(step):
                 step()
                 reply(seconds=time.perf_counter() - start)
             elif command == 'memory':
-                reply(peak_rss_growth_mib=(rss.peak - baseline) / 2**20,
-                      baseline_rss_mib=baseline / 2**20,
-                      max_rss_mib=resource.getrusage(
-                          resource.RUSAGE_SELF).ru_maxrss / 1024)
+                reply(**rss.stats())
             elif command == 'count':
                 reply(**count_host_work(step))
             elif command == 'quit':
@@ -319,7 +332,7 @@ def serve(step):
                 reply(error=f'unknown command {command!r}')
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('config')
     parser.add_argument('--mode', choices=MODES, default='infer')

@@ -1,28 +1,21 @@
-"""Box arithmetic of the batched criterion, free of host-device copies."""
+"""IoU and generalised IoU of broadcasting boxes, free of host-device
+copies."""
+from typing import Tuple
+
 import torch
+from torch import Tensor
 
 
-def cxcywh_to_xyxy(boxes):
-    """(..., 4) (cx, cy, w, h) -> (x1, y1, x2, y2)."""
-    center, size = boxes[..., :2], boxes[..., 2:]
-    return torch.cat([center - 0.5 * size, center + 0.5 * size], -1)
-
-
-def xyxy_to_cxcywh(boxes):
-    """(..., 4) (x1, y1, x2, y2) -> (cx, cy, w, h)."""
-    top_left, bottom_right = boxes[..., :2], boxes[..., 2:]
-    return torch.cat([(top_left + bottom_right) / 2,
-                      bottom_right - top_left], -1)
-
-
-def box_iou_giou(boxes1, boxes2, eps=1e-6):
+def box_iou_giou(boxes1: Tensor, boxes2: Tensor,
+                 eps: float = 1e-6) -> Tuple[Tensor, Tensor]:
     """IoU and generalised IoU (Rezatofighi et al., CVPR 2019) of xyxy
     boxes that broadcast against each other: aligned pairs for equal shapes
     (..., 4), every pair for (..., N, 1, 4) against (..., 1, M, 4).
 
     mmdet's ``bbox_overlaps`` arithmetic (union and enclosing area clamped
     at ``eps``) without its ``new_tensor([eps])``, a host-to-device copy
-    per call on a GPU.
+    per call on a GPU, and for any broadcast shape (``bbox_overlaps`` takes
+    either aligned pairs or one (N, M) grid).
 
     Returns:
         tuple[Tensor, Tensor]: IoU and GIoU, the broadcast shape without
