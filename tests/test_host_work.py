@@ -324,14 +324,16 @@ def _train_and_infer_steps(model, batch, size):
 
 
 # Measured with this test's units of work (R18-vd, configs/
-# rtdetr_r18vd_coco.py) when the batched criterion landed: 4,997 calls for a
-# training step at batch 2 and at batch 4 (256x256), 1,150 for inference
-# (26,681 and 1,978 before, at batch 16); the bounds leave ~3 % for harmless
-# changes. The official RT-DETR counts 8,582 / 38 syncs (batch 16) and
-# 1,283 / 0 (../shared/gpu/opcount.py, docs/performance.md).
-MAX_TRAIN_CALLS_BATCH_4 = 5150
+# rtdetr_r18vd_coco.py, 256x256): 4,897 calls for a training step at batch
+# 2 and at batch 4, 1,122 for inference, with the registered criterion and
+# zero-probability dropout removed (4,997 and 1,150 when the batched
+# criterion first landed; 26,681 and 1,978 before it, at batch 16); the
+# bounds leave ~2 % for harmless changes. The official RT-DETR counts 8,582
+# / 38 syncs (batch 16) and 1,283 / 0 (../shared/gpu/opcount.py,
+# docs/performance.md).
+MAX_TRAIN_CALLS_BATCH_4 = 5000
 MAX_TRAIN_CALLS_PER_EXTRA_IMAGE = 2
-MAX_INFER_CALLS = 1185
+MAX_INFER_CALLS = 1145
 
 
 def test_host_work_of_a_training_step_and_an_inference():
