@@ -185,3 +185,13 @@ def test_class_agnostic_encoder_is_explicit(config):
     for key in ('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'):
         assert torch.equal(losses[key], other[key]), key
     assert not torch.equal(losses['loss_cls'], other['loss_cls'])
+
+
+def test_mmdet_per_image_loss_methods_are_not_reachable(config):
+    head = _build(copy.deepcopy(config)).bbox_head
+    for name in ('loss_dn', '_loss_dn_single', 'get_dn_targets',
+                 'loss_by_feat_single', 'get_targets'):
+        with pytest.raises(RuntimeError, match='one batched pass'):
+            getattr(head, name)()
+    with pytest.raises(TypeError, match='abstract'):
+        MatchedLoss()

@@ -110,7 +110,7 @@ class RTDETRHead(DINOHead):
             constant_init(branch[-1], 0, bias=0)
 
     def _not_batched(self, *args, **kwargs):
-        raise NotImplementedError(
+        raise RuntimeError(
             f'{type(self).__name__} computes every loss in one batched pass '
             f'of its criterion (loss_by_feat); mmdet\'s per-image, per-layer '
             f'loss and target methods are not used')

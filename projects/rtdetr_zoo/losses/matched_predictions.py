@@ -1,5 +1,6 @@
 """What every loss of :class:`~rtdetr_zoo.dense_heads.RTDETRCriterion`
 takes: stacked decoder layers with their matches, and the normalisers."""
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Dict, Tuple
@@ -94,7 +95,7 @@ class MatchedPredictions:
         return self._iou_cache[eps]
 
 
-class MatchedLoss(nn.Module):
+class MatchedLoss(nn.Module, metaclass=ABCMeta):
     """Base of the criterion's losses: each computes its term for all
     stacked layers, images and queries at once.
 
@@ -110,7 +111,7 @@ class MatchedLoss(nn.Module):
         super().__init__()
         self.loss_weight = loss_weight
 
+    @abstractmethod
     def forward(self, matches: MatchedPredictions,
                 avg_factors: AvgFactors) -> Tensor:
         """The weighted, normalised loss of each layer, (L,)."""
-        raise NotImplementedError
