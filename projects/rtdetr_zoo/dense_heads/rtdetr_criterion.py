@@ -139,9 +139,11 @@ class RTDETRCriterion(nn.Module):
         add('matching', last, '')
         for layer in range(last):
             add('matching', layer, f'd{layer}.')
-        if with_encoder:
-            add(*(('encoder', 0) if 'encoder' in parts else
-                  ('matching', num_layers)), 'enc_')
+        if 'encoder' in parts:
+            add('encoder', 0, 'enc_')
+        elif with_encoder:
+            # The encoder was matched as the layer after the decoder's.
+            add('matching', num_layers, 'enc_')
         if 'denoising' in parts:
             add('denoising', last, 'dn_')
             for layer in range(last):
