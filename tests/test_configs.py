@@ -53,7 +53,8 @@ def coco_sibling(name):
     return siblings[0]
 
 
-@pytest.mark.parametrize('name', RACCOON)
+@pytest.mark.parametrize(
+    'name', [c for c in RACCOON if not c.startswith('deim_')])
 def test_raccoon_config_is_coco_model_in_raccoon_setting(name):
     """No drift: the raccoon model is the COCO sibling's model (backbone,
     neck, decoder) with only the raccoon setting's changes merged in, and
@@ -92,8 +93,10 @@ def test_detector_loss_and_predict(name):
         model, sizes=((96, 128), (112, 80)), num_gts=(3, 1))
     for key, value in losses.items():
         assert torch.isfinite(value).all(), key
-    assert {'loss_cls', 'loss_bbox', 'loss_iou', 'enc_loss_cls',
-            'dn_loss_cls', 'dn_loss_bbox'} <= set(losses)
+    # The classification term: RT-DETR's varifocal loss, DEIM's MAL.
+    cls = 'mal' if name.startswith('deim_') else 'cls'
+    assert {f'loss_{cls}', 'loss_bbox', 'loss_iou', f'enc_loss_{cls}',
+            f'dn_loss_{cls}', 'dn_loss_bbox'} <= set(losses)
     grads = [p.grad for p in model.parameters()
              if p.requires_grad and p.grad is not None]
     assert all(torch.isfinite(g).all() for g in grads)
@@ -250,3 +253,85 @@ def test_rtdetrv2_training_step(name):
                                    before[prefix + part]), prefix + part
         offsets = prefix + 'sampling_offsets.weight'
         assert torch.equal(params[offsets], before[offsets]) == discrete
+
+
+# DEIM (configs/_base_/models/deim.py, _base_/deim_coco_setting.py): each is
+# an RT-DETR model with RT-DETRv2's and DEIM's changes merged, trained with
+# DEIM's recipe.
+DEIM_TWINS = {
+    'deim_rtdetrv2_r18vd_120e_coco.py': 'rtdetrv2_r18vd_120e_coco.py',
+    'deim_rtdetrv2_r34vd_120e_coco.py': 'rtdetrv2_r34vd_120e_coco.py',
+    'deim_rtdetrv2_r50vd_m_60e_coco.py': 'rtdetrv2_r50vd_m_7x_coco.py',
+    'deim_rtdetrv2_r50vd_60e_coco.py': 'rtdetrv2_r50vd_6x_coco.py',
+    'deim_rtdetrv2_r101vd_60e_coco.py': 'rtdetrv2_r101vd_6x_coco.py',
+    'deim_rtdetrv2_rmt_t.py': 'rtdetrv2_rmt_t.py',
+    'deim_rtdetrv2_mnv4_conv_s_bifpn.py': 'rtdetrv2_mnv4_conv_s_bifpn.py',
+    'deim_rtdetrv2_r18vd_dysample.py': 'rtdetrv2_r18vd_dysample.py',
+    'deim_rtdetrv2_riformer_s12.py': 'rtdetrv2_riformer_s12.py',
+    'deim_rtdetrv2_bhvit.py': 'rtdetrv2_bhvit.py',
+    'deim_rtdetrv2_hgnetv2_l_coco.py': 'rtdetrv2_hgnetv2_l_coco.py',
+    'deim_rtdetrv2_r18vd_raccoon.py': 'rtdetrv2_r18vd_raccoon.py',
+}
+# Official DEIM schedules (configs/deim_rtdetrv2/*.yml): epochs, flat_epoch,
+# no_aug_epoch; the zoo's twins use the 60-epoch one, the raccoon twin its
+# CPU-sized scaling.
+DEIM_SCHEDULES = {120: (64, 3), 60: (34, 2), 20: (11, 1)}
+
+
+def test_deim_configs_found():
+    assert sorted(DEIM_TWINS) == sorted(
+        c for c in TOP_LEVEL if c.startswith('deim_'))
+
+
+@pytest.mark.parametrize('name', sorted(DEIM_TWINS))
+def test_deim_config_is_rtdetrv2_with_deim_changes(name):
+    """No drift: the model is its RT-DETRv2 twin's with only DEIM's changes
+    (the ``as_reg`` query position MLP, SiLU in the decoder's FFN and MLPs,
+    MAL, the backbone's BatchNorm trained, the batch mixup before the
+    multi-scale resize; R50-M's 3 decoder layers); the schedule is DEIM's
+    flat-cosine with the epoch policy [start, flat, stop]."""
+    deim, v2 = load_config(name), load_config(DEIM_TWINS[name])
+    silu = dict(type='SiLU')
+    expected = copy.deepcopy(v2.model)
+    expected.decoder.update(query_pos_method='as_reg', mlp_act_cfg=silu)
+    expected.decoder.layer_cfg.ffn_cfg.act_cfg = silu
+    expected.bbox_head.mlp_act_cfg = silu
+    expected.bbox_head.criterion.losses = dict(
+        mal=dict(type='MatchabilityAwareLoss', gamma=1.5, loss_weight=1.0),
+        bbox=dict(type='MatchedL1Loss', loss_weight=5.0),
+        iou=dict(type='MatchedGIoULoss', loss_weight=2.0))
+    expected.backbone.update(frozen_stages=-1, norm_eval=False)
+    raccoon = 'raccoon' in name
+    sizes = (256, 384) if raccoon else (480, 800)
+    expected.data_preprocessor.batch_augments = [
+        dict(type='BatchRollMixup', prob=0.5, lambda_range=(0.45, 0.55)),
+        dict(type='BatchSyncRandomResize', random_size_range=sizes,
+             size_divisor=32, interval=1)]
+    if '_r50vd_m_' in name:
+        expected.decoder.num_layers = 3
+    assert deim.model.to_dict() == expected.to_dict()
+
+    epochs = deim.train_cfg.max_epochs
+    flat, no_aug = DEIM_SCHEDULES[epochs]
+    [scheduler] = deim.param_scheduler
+    assert scheduler.type == 'FlatCosineLR'
+    assert (scheduler.flat_epoch, scheduler.no_aug_epoch, scheduler.end,
+            scheduler.lr_gamma) == (flat, no_aug, epochs, 0.5)
+    assert scheduler.warmup_iters == (40 if raccoon else 2000)
+    [policy] = [h for h in deim.custom_hooks
+                if h.type == 'StopAugmentationHook']
+    assert (policy.start_epoch, policy.flat_epoch, policy.stop_epoch) == (
+        1 if raccoon else 4, flat, epochs - no_aug)
+    dataset = deim.train_dataloader.dataset
+    assert dataset.type == 'MultiImageMixDataset'
+    assert [t['type'] for t in dataset.dataset.pipeline] == [
+        'SafeLoadImageFromFile', 'LoadAnnotations']
+    mosaic = dataset.pipeline[0]
+    assert (mosaic.type, mosaic.img_scale, mosaic.prob) == (
+        'DEIMMosaic', 160 if raccoon else 320, 0.5)
+    # The wrapped dataset is the twin's, with the loading steps only.
+    expected_dataset = copy.deepcopy(v2.train_dataloader.dataset)
+    expected_dataset.pipeline = expected_dataset.pipeline[:2]
+    assert dataset.dataset.to_dict() == expected_dataset.to_dict()
+    if not raccoon:
+        assert deim.optim_wrapper.optimizer.lr == 2e-4

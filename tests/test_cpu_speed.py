@@ -276,7 +276,7 @@ def test_bf16_on_the_official_fixture_stays_close_to_float32():
     nearly tie). Measured: encoder features within 0.8 % of their range,
     81-82 % of the 300 queries selected identically, their final class
     logits within 0.018; the held tolerances are about 2x looser."""
-    from .test_official_equivalence import _align
+    from .utils import align_queries
     from mmdet.structures import DetDataSample
     from rtdetr_zoo.deploy import convert_official_state_dict
     from rtdetr_zoo.engine import read_checkpoint
@@ -301,7 +301,8 @@ def test_bf16_on_the_official_fixture_stays_close_to_float32():
         assert bf16.dtype == torch.bfloat16
         assert (fp32 - bf16.float()).abs().max() < 0.02 * fp32.abs().max()
     for b in range(2):
-        distance, index = _align(outputs[True][1][b], outputs[False][1][b])
+        distance, index = align_queries(outputs[True][1][b],
+                                        outputs[False][1][b])
         same = distance < 1e-2
         assert same.float().mean() > 0.7
         logits = outputs[True][2][b][index][same]

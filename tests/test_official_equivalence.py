@@ -17,7 +17,7 @@ from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 
 from .utils import (OFFICIAL_FIXTURE, REPO_ROOT,
-                    assert_aligned_outputs_match,
+                    align_queries, assert_aligned_outputs_match,
                     assert_detections_match_official,
                     build_detector_from_config, official_test_samples,
                     requires_official_fixture)
@@ -96,13 +96,6 @@ def test_parameter_count_matches_official(fixture, model_and_report):
     assert abs(ours - OFFICIAL_NUM_PARAMS) / OFFICIAL_NUM_PARAMS < 1e-3
 
 
-def _align(ours, official):
-    """Index of our query matching each official query (by initial box)."""
-    dist = (official[:, None] - ours[None]).abs().amax(-1)
-    min_dist, index = dist.min(-1)
-    return min_dist, index
-
-
 # Channels-last convolutions (the default, docs/performance.md) sum in another
 # order: features move by ~1e-6, which can swap a query whose encoder score
 # ties with the 300th at the top-k cut (the fixture's README: even fp32 vs
@@ -136,7 +129,7 @@ def test_outputs_match_official(fixture, model_and_report, layout):
     cls_scores, bbox_preds = model.bbox_head(**head_inputs)
     init_ref = head_inputs['references'][0]
     for b in range(images.size(0)):
-        min_dist, index = _align(
+        min_dist, index = align_queries(
             init_ref[b], fixture['init_ref_points_unact'][b].sigmoid())
         assert_aligned_outputs_match(
             cls_scores[-1][b], bbox_preds[-1][b], (min_dist < 1e-5, index),

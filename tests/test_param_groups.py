@@ -1,5 +1,6 @@
 """Optimizer parameter groups by regular expressions on parameter names
-(RegexParamGroupsConstructor), as the official RT-DETRv2 configs set them."""
+(RegexParamGroupsConstructor), as the official RT-DETRv2 and DEIM configs
+set them."""
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
@@ -25,6 +26,21 @@ OFFICIAL = {
         backbone=(1e-5, 1e-4), backbone_norm=DEFAULT, norm=NO_DECAY,
         bias=DEFAULT, weight=DEFAULT),
 }
+# The official DEIM configs (DEIM, configs/deim_rtdetrv2/deim_*.yml, AdamW
+# lr 2e-4, weight decay 1e-4): no decay on any norm (the backbone's at the
+# full lr); R34 the backbone's other weights at 1e-4, R50 at 2e-5, R101 at
+# 2e-6.
+DEIM_DEFAULT, DEIM_NO_DECAY = (2e-4, 1e-4), (2e-4, 0.0)
+OFFICIAL.update({
+    f'deim_rtdetrv2_{name}': dict(
+        backbone=(backbone_lr, 1e-4), backbone_norm=DEIM_NO_DECAY,
+        norm=DEIM_NO_DECAY, bias=DEIM_DEFAULT, weight=DEIM_DEFAULT)
+    for name, backbone_lr in [('r18vd_120e_coco', 2e-4),
+                              ('r34vd_120e_coco', 1e-4),
+                              ('r50vd_60e_coco', 2e-5),
+                              ('r50vd_m_60e_coco', 2e-5),
+                              ('r101vd_60e_coco', 2e-6)]
+})
 NORM_LAYERS = (_NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
 
 

@@ -20,10 +20,11 @@ from rtdetr_zoo.deploy import convert_official_state_dict
 from rtdetr_zoo.engine import read_checkpoint
 from rtdetr_zoo.layers import MultiScaleDeformableAttentionV2
 
-from .utils import (OFFICIAL_V2_FIXTURE, assert_aligned_outputs_match,
+from .utils import (OFFICIAL_V2_FIXTURE, align_queries,
+                    assert_aligned_outputs_match,
                     assert_detections_match_official,
-                    build_detector_from_config, official_test_samples,
-                    requires_official_v2_fixture)
+                    build_detector_from_config, official_anchors,
+                    official_test_samples, requires_official_v2_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
 CONFIGS = dict(default='rtdetrv2_r18vd_120e_coco',
@@ -116,38 +117,6 @@ def test_loaded_through_load_checkpoint(fixture, models, method):
             method == 'default')
 
 
-def _align(ours, official):
-    """Index of our query matching each official query (by final box)."""
-    dist = (official[:, None] - ours[None]).abs().amax(-1)
-    min_dist, index = dist.min(-1)
-    return min_dist, index
-
-
-def official_anchors(fixture, model):
-    """The anchors the official references were computed with, checked
-    against ours.
-
-    In eval mode the official v2 model reads its anchors from its
-    ``anchors`` / ``valid_mask`` buffers, here from the fixture's fp16
-    state dict; ours are recomputed in float32 (the converter drops the
-    buffers). The two differ by the fp16 rounding only (up to 1.6e-3 on
-    logits near -4.4), which moves the final boxes of border queries by
-    ~1e-4; the references are matched with the official (rounded)
-    anchors.
-    """
-    anchors = fixture['state_dict']['decoder.anchors'].float()
-    valid = fixture['state_dict']['decoder.valid_mask'].bool()
-    ours, our_valid = model.generate_anchors(
-        torch.tensor([[80, 80], [40, 40], [20, 20]]), torch.device('cpu'),
-        torch.float32)
-    assert torch.equal(our_valid, valid)
-    finite = valid.expand_as(anchors)
-    torch.testing.assert_close(anchors[finite], ours[finite], rtol=2**-11,
-                               atol=0)
-    assert torch.isinf(ours[~finite]).all()
-    return anchors, valid
-
-
 # Channels-last convolutions (the default) sum in another order: features
 # move by ~1e-6, which can swap a query whose encoder score ties with the
 # 300th at the top-k cut (see test_official_equivalence.py).
@@ -173,8 +142,8 @@ def test_outputs_match_official(fixture, models, method, monkeypatch):
     head_inputs = model.forward_transformer(encoder_feats, samples)
     cls_scores, bbox_preds = model.bbox_head(**head_inputs)
     for b in range(images.size(0)):
-        min_dist, index = _align(bbox_preds[-1][b],
-                                 reference['pred_boxes'][b])
+        min_dist, index = align_queries(bbox_preds[-1][b],
+                                        reference['pred_boxes'][b])
         assert_aligned_outputs_match(
             cls_scores[-1][b], bbox_preds[-1][b], (min_dist < 1e-4, index),
             {k: reference[k][b] for k in ('pred_logits', 'pred_boxes')},

@@ -29,6 +29,10 @@ OFFICIAL_FIXTURE, requires_official_fixture = _shared_fixture(
     'rtdetr_r18vd_official.pt')
 OFFICIAL_V2_FIXTURE, requires_official_v2_fixture = _shared_fixture(
     'rtdetrv2_r18vd_official.pt')
+# The official DEIM R18-vd (on RT-DETRv2): random weights, outputs and every
+# term of its criterion.
+OFFICIAL_DEIM_FIXTURE, requires_official_deim_fixture = _shared_fixture(
+    'deim_rtdetrv2_r18vd_official.pt')
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 
 # Shrinks the decoder so detector tests stay fast on a CPU; the structure
@@ -158,9 +162,10 @@ def assert_same_attention(ours, reference, make_inputs):
 
 
 def assert_aligned_outputs_match(cls_scores, bbox_preds, aligned, reference,
-                                 max_unmatched):
+                                 max_unmatched, atol=1e-4):
     """One image's last-layer logits (Q, C) and boxes (Q, 4) equal an
-    official fixture's ``pred_logits`` / ``pred_boxes`` (1e-4) on the
+    official fixture's ``pred_logits`` / ``pred_boxes`` (``atol`` and 1e-4
+    relative) on the
     queries aligned with it: ``aligned`` = (a bool (Q,) mask of the
     reference queries found, the index (Q,) of ours for each); at most
     ``max_unmatched`` reference queries may be missing (near-ties reorder
@@ -171,10 +176,43 @@ def assert_aligned_outputs_match(cls_scores, bbox_preds, aligned, reference,
     assert index.unique().numel() == index.numel()
     torch.testing.assert_close(cls_scores[index],
                                reference['pred_logits'][same],
-                               atol=1e-4, rtol=1e-4)
+                               atol=atol, rtol=1e-4)
     torch.testing.assert_close(bbox_preds[index],
                                reference['pred_boxes'][same],
-                               atol=1e-4, rtol=1e-4)
+                               atol=atol, rtol=1e-4)
+
+
+def align_queries(ours, official):
+    """The distance (Q,) from each official query's box (Q, 4) to the
+    nearest of ours (Q', 4), and the index (Q,) of that query of ours."""
+    dist = (official[:, None] - ours[None]).abs().amax(-1)
+    min_dist, index = dist.min(-1)
+    return min_dist, index
+
+
+def official_anchors(fixture, model):
+    """The anchors the official references were computed with, checked
+    against ours.
+
+    In eval mode the official v2 (and DEIM) model reads its anchors from its
+    ``anchors`` / ``valid_mask`` buffers, here from the fixture's state
+    dict (fp16 in the v2 fixture, float32 in DEIM's); ours are recomputed
+    in float32 (the converter drops the buffers). The two differ by the
+    fp16 rounding at most (up to 1.6e-3 on logits near -4.4), which moves
+    the final boxes of border queries by ~1e-4; the references are matched
+    with the official anchors.
+    """
+    anchors = fixture['state_dict']['decoder.anchors'].float()
+    valid = fixture['state_dict']['decoder.valid_mask'].bool()
+    ours, our_valid = model.generate_anchors(
+        torch.tensor([[80, 80], [40, 40], [20, 20]]), torch.device('cpu'),
+        torch.float32)
+    assert torch.equal(our_valid, valid)
+    finite = valid.expand_as(anchors)
+    torch.testing.assert_close(anchors[finite], ours[finite], rtol=2**-11,
+                               atol=0)
+    assert torch.isinf(ours[~finite]).all()
+    return anchors, valid
 
 
 def official_test_samples(orig_sizes):

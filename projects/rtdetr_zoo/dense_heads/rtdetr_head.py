@@ -2,6 +2,7 @@
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmcv.cnn import build_activation_layer
 from mmdet.models.dense_heads import DINOHead
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
@@ -43,6 +44,10 @@ class RTDETRHead(DINOHead):
         num_reg_fcs (int): Hidden layers of the box MLP. Defaults to 2.
         num_pred_layer (int): Class and box branches: decoder layers + 1
             (set by the detector).
+        mlp_act_cfg (dict): Activation between the box MLP's layers
+            (DEIM, Huang et al., CVPR 2025: SiLU, the official ``mlp_act``
+            of the encoder's and the decoder layers' box heads). Defaults
+            to ReLU.
         class_agnostic_encoder (bool): The encoder's class branch scores one
             class-agnostic "object" score, and ``criterion`` supervises it
             as one class (set by the detector from RT-DETRv2's
@@ -59,6 +64,7 @@ class RTDETRHead(DINOHead):
     def __init__(self, num_classes: int, criterion: ConfigType,
                  embed_dims: int = 256, num_reg_fcs: int = 2,
                  num_pred_layer: int = 7,
+                 mlp_act_cfg: ConfigType = dict(type='ReLU'),
                  class_agnostic_encoder: bool = False,
                  share_pred_layer: bool = False, as_two_stage: bool = True,
                  train_cfg: OptConfigType = None,
@@ -88,6 +94,7 @@ class RTDETRHead(DINOHead):
         self.embed_dims, self.num_reg_fcs = embed_dims, num_reg_fcs
         self.share_pred_layer, self.as_two_stage = False, True
         self.num_pred_layer = num_pred_layer
+        self.mlp_act_cfg = mlp_act_cfg
         self.class_agnostic_encoder = class_agnostic_encoder
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         self.criterion = MODELS.build(
@@ -96,6 +103,11 @@ class RTDETRHead(DINOHead):
 
     def _init_layers(self) -> None:
         super()._init_layers()
+        # DeformableDETRHead's box MLPs: Linear, ReLU, ..., Linear.
+        for branch in self.reg_branches:
+            for index, module in enumerate(branch):
+                if isinstance(module, nn.ReLU):
+                    branch[index] = build_activation_layer(self.mlp_act_cfg)
         if self.class_agnostic_encoder:
             self.cls_branches[-1] = nn.Linear(self.embed_dims, 1)
 

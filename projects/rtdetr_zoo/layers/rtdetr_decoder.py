@@ -1,17 +1,20 @@
 """The RT-DETR transformer decoder (Zhao et al., CVPR 2024, Sec. 4.3)."""
 import torch
 
-from mmdet.models.layers import MLP, DeformableDetrTransformerDecoder
+from mmdet.models.layers import DeformableDetrTransformerDecoder
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
+from mmdet.utils import ConfigType, OptConfigType
 
 from .deformable_attention import (CPUFastMultiScaleDeformableAttention,
                                    fp32_branch)
+from .mlp import ActivatedMLP
 
 # Arguments of mmcv's MultiScaleDeformableAttention that every cross-attention
 # of the decoder (RT-DETR's, RT-DETRv2's) takes with the same meaning.
 SHARED_ATTN_ARGS = ('embed_dims', 'num_heads', 'num_levels', 'dropout',
                     'batch_first')
+QUERY_POS_METHODS = ('default', 'as_reg')
 
 
 @MODELS.register_module()
@@ -25,7 +28,9 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
     from DINO's decoder, following the official RT-DETR:
 
     - the query position embedding is ``MLP(4 -> 2d -> d)`` applied directly
-      to the (detached) reference box, not to its sine encoding;
+      to the (detached) reference box, not to its sine encoding (with
+      ``query_pos_method='as_reg'``, DEIM's ``MLP(4 -> d -> d -> d)``, the
+      shape of a box-regression head);
     - no final LayerNorm;
     - iterative box refinement ``ref_{l+1} = sigmoid(reg_l(q_l) +
       logit(ref_l))``, the next layer seeing the detached box;
@@ -41,9 +46,25 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
         layer_cfg (dict): Config of ``DeformableDetrTransformerDecoderLayer``.
         eval_idx (int): Layer whose prediction is used at inference
             (negative indices count from the end). Defaults to -1.
+        query_pos_method (str): ``'default'`` (RT-DETR's 2-layer query
+            position MLP) or ``'as_reg'`` (DEIM, Huang et al., CVPR 2025:
+            3 layers of width d, official ``query_pos_method: as_reg`` of
+            ``engine/deim/rtdetrv2_decoder.py``). Defaults to
+            ``'default'``.
+        mlp_act_cfg (dict): Activation of the query position MLP (DEIM:
+            SiLU, the official ``mlp_act``). Defaults to ReLU.
     """
 
-    def __init__(self, num_layers, layer_cfg, eval_idx=-1, init_cfg=None):
+    def __init__(self, num_layers: int, layer_cfg: ConfigType,
+                 eval_idx: int = -1, query_pos_method: str = 'default',
+                 mlp_act_cfg: ConfigType = dict(type='ReLU'),
+                 init_cfg: OptConfigType = None) -> None:
+        if query_pos_method not in QUERY_POS_METHODS:
+            raise ValueError(
+                f'query_pos_method must be one of {QUERY_POS_METHODS}, got '
+                f'{query_pos_method!r}')
+        self.query_pos_method = query_pos_method
+        self.mlp_act_cfg = mlp_act_cfg
         super().__init__(
             num_layers=num_layers, layer_cfg=layer_cfg, post_norm_cfg=None,
             return_intermediate=True, init_cfg=init_cfg)
@@ -67,7 +88,12 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
         for layer in self.layers:
             layer.cross_attn_cfg = layer_cfg['cross_attn_cfg']
             layer.cross_attn = MODELS.build(dict(attn_cfg, type=attn_type))
-        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
+        if self.query_pos_method == 'as_reg':
+            hidden_dim, num_mlp_layers = self.embed_dims, 3
+        else:
+            hidden_dim, num_mlp_layers = 2 * self.embed_dims, 2
+        self.query_pos_head = ActivatedMLP(4, hidden_dim, self.embed_dims,
+                                           num_mlp_layers, self.mlp_act_cfg)
 
     def forward(self, query, value, reference_points, spatial_shapes,
                 level_start_index, reg_branches, self_attn_mask=None,

@@ -3,9 +3,12 @@ matches (:class:`MatchedPredictions`) and explicit normalisers
 (:class:`AvgFactors`)."""
 from .box_losses import MatchedGIoULoss, MatchedL1Loss
 from .matched_predictions import AvgFactors, MatchedLoss, MatchedPredictions
-from .varifocal_loss import RTDETRVarifocalLoss, varifocal_loss
+from .varifocal_loss import (IoUAwareClassificationLoss,
+                             MatchabilityAwareLoss, RTDETRVarifocalLoss,
+                             matchability_aware_loss, varifocal_loss)
 
 __all__ = [
-    'AvgFactors', 'MatchedGIoULoss', 'MatchedL1Loss', 'MatchedLoss',
-    'MatchedPredictions', 'RTDETRVarifocalLoss', 'varifocal_loss'
+    'AvgFactors', 'IoUAwareClassificationLoss', 'MatchabilityAwareLoss',
+    'MatchedGIoULoss', 'MatchedL1Loss', 'MatchedLoss', 'MatchedPredictions',
+    'RTDETRVarifocalLoss', 'matchability_aware_loss', 'varifocal_loss'
 ]

@@ -1,0 +1,20 @@
+# DEIM-RT-DETRv2-X (Huang et al., "DEIM: DETR with Improved Matching for Fast
+# Convergence", CVPR 2025): RT-DETRv2-R101vd with DEIM's decoder options
+# and MAL (_base_/models/deim.py), dense one-to-one matching and the
+# flat-cosine schedule for 60 epochs, policy [4, 34, 58]
+# (_base_/deim_coco_setting.py, official deim_r101vd_60e_coco.yml); the
+# backbone's weights at 2e-6.
+# Official release (Google Drive, 55.5 AP on COCO val2017; docs/deim.md says
+# how to fetch a Drive file), converted on load:
+#   https://drive.google.com/file/d/1BIevZijOcBO17llTyDX32F_pYppBfnzu/view
+#   python tools/test.py configs/deim_rtdetrv2_r101vd_60e_coco.py FILE.pth
+#   python tools/train.py configs/deim_rtdetrv2_r101vd_60e_coco.py
+_base_ = [
+    './_base_/models/rtdetr_r101vd.py', './_base_/models/deim.py',
+    './_base_/deim_coco_setting.py'
+]
+
+# Merged into the inherited RT-DETR model, not a replacement (mmengine
+# merges a dict into the base's).
+model = _base_.deim_model
+optim_wrapper = _base_.deim_r101_optim_wrapper
