@@ -275,7 +275,7 @@ DEIM_TWINS = {
 # Official DEIM schedules (configs/deim_rtdetrv2/*.yml): epochs, flat_epoch,
 # no_aug_epoch; the zoo's twins use the 60-epoch one, the raccoon twin its
 # CPU-sized scaling.
-DEIM_SCHEDULES = {120: (64, 3), 60: (34, 2), 20: (11, 1)}
+DEIM_SCHEDULES = {120: (64, 3), 60: (34, 2), 10: (6, 1)}
 
 
 def test_deim_configs_found():
