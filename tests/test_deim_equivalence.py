@@ -98,6 +98,23 @@ def test_every_official_tensor_loads(fixture, model):
             state[key], official[key].float(), rtol=0, atol=0)
 
 
+def test_release_layouts_load(fixture, official_file, tmp_path):
+    """The DEIM solver's files: ``{'model': ...}`` alone loads, and with
+    both the training weights and ``{'ema': {'module': ...}}`` (a release
+    or a checkpoint of the official training) the EMA weights are taken."""
+    weights = torch.load(official_file)['ema']['module']
+    key = 'decoder.query_pos_head.layers.2.weight'
+    trained = dict(weights, **{key: weights[key] + 1})
+    files = {'model': dict(model=weights),
+             'model_and_ema': dict(model=trained, last_epoch=119,
+                                   ema=dict(module=weights, updates=10))}
+    for name, content in files.items():
+        path = str(tmp_path / f'{name}.pth')
+        torch.save(content, path)
+        detector = load_official(path)
+        assert torch.equal(detector.state_dict()[key], weights[key]), name
+
+
 def test_architecture_options(fixture, model):
     """DEIM's decoder: the ``as_reg`` query position MLP and SiLU in the
     FFNs and every box MLP; parameters as the official minus the

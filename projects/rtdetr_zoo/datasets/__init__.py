@@ -10,3 +10,5 @@ from .yolo_to_coco import (convert_yolo_split_cached,  # noqa: F401
 from .yolo_dataset import YOLODataset  # noqa: F401
 from .custom_data import (CustomDataRunner,  # noqa: F401
                           dataset_class_names, resolve_custom_data)
+from .batch_mixup import BatchRollMixup  # noqa: F401
+from .deim_mosaic import DEIMMosaic, SkipAfterMosaic  # noqa: F401
