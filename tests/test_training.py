@@ -181,7 +181,8 @@ def test_rtdetrv2_coco_config_trains_through_tools_train(tmp_path):
     log = _run(['tools/train.py', 'configs/rtdetrv2_r18vd_120e_coco.py',
                 '--work-dir', work_dir, '--cfg-options', *options])
     assert 'optimizer parameter groups (tensors):' in log
-    assert ("epoch 2: augmentations stopped (stop_epoch=1): "
+    assert ("epoch 2: augmentation policy 'stopped' (start_epoch=0, "
+            "flat_epoch=1, stop_epoch=1): without "
             "['PhotoMetricDistortion', 'Expand', 'RandomApply']") in log
     assert 'Epoch(train) [2][2/2]' in log
     assert log.count('coco/bbox_mAP:') == 2

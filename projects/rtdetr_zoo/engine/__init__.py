@@ -1,6 +1,7 @@
 """Training-engine components: checkpoint reading and the conversion of
 official RT-DETR and Ultralytics layouts (on load and to a file), the
-runner, optimizer wrappers and parameter groups, hooks, CPU DDP."""
+runner, optimizer wrappers and parameter groups, hooks, DEIM's learning-rate
+schedule, CPU DDP."""
 from .checkpoint import (CHECKPOINT_SAFE_GLOBALS,  # noqa: F401
                          ENCODED_TYPE_KEY, checkpoint_safe_globals,
                          decode_checkpoint_objects,
@@ -21,3 +22,4 @@ from .optim_wrapper import (CPUCapableAmpOptimWrapper,  # noqa: F401
                             accelerator_available)
 from .param_groups import RegexParamGroupsConstructor  # noqa: F401
 from .runner import RTDETRRunner, WeightsOnlyCheckpointHook  # noqa: F401
+from .schedulers import FlatCosineLR, flat_cosine_value  # noqa: F401

@@ -1,13 +1,16 @@
 """Hooks for robust training (start-up checks, non-finite loss reports and
-random states saved with checkpoints for exact resumption) and RT-DETRv2's
-stop epoch."""
+random states saved with checkpoints for exact resumption) and the epoch
+policy of the strong augmentations (RT-DETRv2's stop epoch, DEIM's
+stages)."""
 import logging
 import math
 import random
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch import nn
+from mmengine.dataset import Compose
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -123,9 +126,12 @@ def set_random_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-def _batch_augments(runner):
+def _resizing_augments(runner):
+    """The batch augments that keep the input size they drew (mmdet's
+    ``BatchSyncRandomResize``), in order."""
     preprocessor = getattr(_unwrap(runner.model), 'data_preprocessor', None)
-    return list(getattr(preprocessor, 'batch_augments', None) or [])
+    return [aug for aug in getattr(preprocessor, 'batch_augments', None) or []
+            if hasattr(aug, '_input_size')]
 
 
 class _RestoreAfterSkip:
@@ -181,8 +187,8 @@ class RandomStateHook(Hook):
         """Store the random states under ``checkpoint['random_state']``."""
         checkpoint['random_state'] = dict(
             get_random_state(),
-            batch_augment_sizes=[getattr(aug, '_input_size', None)
-                                 for aug in _batch_augments(runner)])
+            batch_augment_sizes=[aug._input_size
+                                 for aug in _resizing_augments(runner)])
 
     def after_load_checkpoint(self, runner: Runner,
                               checkpoint: dict) -> None:
@@ -198,8 +204,8 @@ class RandomStateHook(Hook):
         if state is None:
             return
         sizes = state.get('batch_augment_sizes', [])
-        for aug, size in zip(_batch_augments(runner), sizes):
-            if size is not None and hasattr(aug, '_input_size'):
+        for aug, size in zip(_resizing_augments(runner), sizes):
+            if size is not None:
                 aug._input_size = size
         loop = runner.train_loop
         if isinstance(loop, IterBasedTrainLoop) and loop.iter > 0:
@@ -215,65 +221,162 @@ class RandomStateHook(Hook):
 # official policy's 'RandomPhotometricDistort', 'RandomZoomOut' and
 # 'RandomIoUCrop', by their mmdet names).
 STOPPED_AUGMENTATIONS = ('PhotoMetricDistortion', 'Expand', 'MinIoURandomCrop')
+# DEIM's dense one-to-one augmentations, on only from start_epoch until
+# flat_epoch: the mosaic (a transform) and the batch mixup (a batch augment
+# of the data pre-processor).
+MIX_TRANSFORMS = ('DEIMMosaic', )
+MIX_BATCH_AUGMENTS = ('BatchRollMixup', )
 
 
 @HOOKS.register_module()
 class StopAugmentationHook(PipelineSwitchHook):
-    """RT-DETRv2's "stop epoch" (Lv et al., arXiv 2407.17140, bag of
-    freebies): from epoch ``stop_epoch`` on (0-based, as the official
-    policy counts: 117 of 120 trains the last 3 epochs without them) the
-    training pipeline runs without the transforms named in ``transforms``
-    (by type; a ``RandomApply`` wrapping only such transforms goes too) and,
-    with ``batch_augments``, the data pre-processor's batch augments (the
-    multi-scale resize) stop.
+    """The epoch policy of the strong augmentations: RT-DETRv2's "stop
+    epoch" (Lv et al., arXiv 2407.17140, bag of freebies) and DEIM's
+    four stages ``[start_epoch, flat_epoch, stop_epoch]`` (Huang et al.,
+    CVPR 2025; the official ``policy.epoch`` of
+    ``engine/data/transforms/container.py`` and ``mixup_epochs`` of its
+    collate function). Epochs are 0-based, as the official policies count
+    them:
 
-    mmdet's ``PipelineSwitchHook`` does the switch (and restarts persistent
-    data-loader workers); the new pipeline is the dataset's own with those
-    transforms left out, so the hook needs no copy of the pipeline config.
-    A resumed run past ``stop_epoch`` switches at its first epoch.
+    - before ``start_epoch``: no strong transform (``transforms``), no
+      mosaic (``mix_transforms``) and no mixup (``mix_batch_augments``);
+      the other batch augments (the multi-scale resize) run;
+    - from ``start_epoch`` until ``flat_epoch``: everything;
+    - from ``flat_epoch`` until ``stop_epoch``: no mosaic and no mixup;
+    - from ``stop_epoch`` on: none of them and, with ``batch_augments``, no
+      batch augment at all (RT-DETRv2: 117 of 120 trains the last 3 epochs
+      so).
+
+    With the defaults ``start_epoch=0`` and ``flat_epoch=None``
+    (= ``stop_epoch``) that is RT-DETRv2's single stop epoch. A transform
+    is left out by type; a container (``RandomApply``,
+    ``SkipAfterMosaic``) whose inner transforms are all left out goes too.
+    Each stage's pipeline is the dataset's own with those transforms left
+    out, so the hook needs no copy of the pipeline config; the training
+    dataset is a dataset with a ``pipeline`` or mmdet's
+    ``MultiImageMixDataset`` (whose pipeline holds the mosaic). The stage
+    is chosen at every epoch start, so a resumed run gets its epoch's
+    stage at once; a change of stage is logged and restarts persistent
+    data-loader workers (as mmdet's ``PipelineSwitchHook``).
 
     Args:
-        stop_epoch (int): First epoch (0-based) without the augmentations.
-        transforms (Sequence[str]): Transform types to stop.
-        batch_augments (bool): Also stop the batch augments.
+        stop_epoch (int): First epoch without the augmentations.
+        transforms (Sequence[str]): Strong transform types.
+        batch_augments (bool): Also stop the batch augments at
+            ``stop_epoch``.
+        start_epoch (int): First epoch with the strong augmentations.
+            Defaults to 0.
+        flat_epoch (int, optional): First epoch without the mosaic and the
+            mixup. Defaults to ``stop_epoch``.
+        mix_transforms (Sequence[str]): Mosaic transform types.
+        mix_batch_augments (Sequence[str]): Mixup batch augment types.
     """
 
     def __init__(self,
                  stop_epoch: int,
                  transforms: Sequence[str] = STOPPED_AUGMENTATIONS,
-                 batch_augments: bool = True) -> None:
+                 batch_augments: bool = True,
+                 start_epoch: int = 0,
+                 flat_epoch: Optional[int] = None,
+                 mix_transforms: Sequence[str] = MIX_TRANSFORMS,
+                 mix_batch_augments: Sequence[str] = MIX_BATCH_AUGMENTS
+                 ) -> None:
+        flat_epoch = stop_epoch if flat_epoch is None else flat_epoch
+        if not 0 <= start_epoch <= flat_epoch <= stop_epoch:
+            raise ValueError(
+                f'StopAugmentationHook needs 0 <= start_epoch <= flat_epoch '
+                f'<= stop_epoch, got start_epoch={start_epoch}, '
+                f'flat_epoch={flat_epoch}, stop_epoch={stop_epoch}')
         super().__init__(switch_epoch=stop_epoch, switch_pipeline=None)
+        self.start_epoch = start_epoch
+        self.flat_epoch = flat_epoch
         self.transforms = tuple(transforms)
+        self.mix_transforms = tuple(mix_transforms)
+        self.mix_batch_augments = tuple(mix_batch_augments)
         self.batch_augments = batch_augments
+        self._stage = None
+        self._full_pipeline = None
+        self._full_batch_augments = None
 
-    def _stopped(self, transform):
+    def _stage_of(self, epoch: int) -> str:
+        if epoch >= self.switch_epoch:
+            return 'stopped'
+        if epoch >= self.flat_epoch:
+            return 'no mosaic or mixup'
+        if epoch >= self.start_epoch:
+            return 'all'
+        return 'not started'
+
+    def _left_out(self, stage: str) -> Tuple[Tuple[str, ...], bool, bool]:
+        """Transform types, and whether the mixup / every batch augment is
+        off, in ``stage``."""
+        if stage == 'all':
+            return (), False, False
+        if stage == 'no mosaic or mixup':
+            return self.mix_transforms, True, False
+        return (self.transforms + self.mix_transforms, True,
+                stage == 'stopped' and self.batch_augments)
+
+    @classmethod
+    def _stopped(cls, transform, types: Tuple[str, ...]) -> bool:
         inner = getattr(getattr(transform, 'transforms', None), 'transforms',
                         None)
-        if type(transform).__name__ == 'RandomApply' and inner:
-            return all(self._stopped(t) for t in inner)
-        return type(transform).__name__ in self.transforms
+        if type(transform).__name__ in ('RandomApply', 'SkipAfterMosaic') \
+                and inner:
+            return all(cls._stopped(t, types) for t in inner)
+        return type(transform).__name__ in types
 
     def before_train_epoch(self, runner: Runner) -> None:
-        """Switch the pipeline (and the batch augments) at ``stop_epoch``."""
-        if runner.epoch >= self.switch_epoch and not self._has_switched:
-            dataset = runner.train_dataloader.dataset
-            pipeline = getattr(dataset, 'pipeline', None)
-            if pipeline is None:
-                raise TypeError(
-                    f'StopAugmentationHook switches the training pipeline, '
-                    f'but the training dataset ({type(dataset).__name__}) '
-                    f'has no `pipeline`')
-            self.switch_pipeline = [
-                t for t in pipeline.transforms if not self._stopped(t)]
-            removed = [type(t).__name__ for t in pipeline.transforms
-                       if self._stopped(t)]
-            message = (f'epoch {runner.epoch + 1}: augmentations stopped '
-                       f'(stop_epoch={self.switch_epoch}): '
-                       f'{removed or "none of " + str(list(self.transforms))}')
-            preprocessor = _unwrap(runner.model).data_preprocessor
-            if self.batch_augments and getattr(
-                    preprocessor, 'batch_augments', None) is not None:
-                preprocessor.batch_augments = None
-                message += ', batch augments (multi-scale resize)'
-            runner.logger.info(message)
-        super().before_train_epoch(runner)
+        """Set the pipeline and the batch augments of this epoch's stage."""
+        loader = runner.train_dataloader
+        if self._restart_dataloader:
+            loader._DataLoader__initialized = True
+            self._restart_dataloader = False
+        stage = self._stage_of(runner.epoch)
+        if stage == self._stage:
+            return
+        dataset = loader.dataset
+        pipeline = getattr(dataset, 'pipeline', None)
+        if pipeline is None:
+            raise TypeError(
+                f'StopAugmentationHook switches the training pipeline, '
+                f'but the training dataset ({type(dataset).__name__}) '
+                f'has no `pipeline`')
+        preprocessor = _unwrap(runner.model).data_preprocessor
+        if self._full_pipeline is None:
+            self._full_pipeline = list(getattr(pipeline, 'transforms',
+                                               pipeline))
+            self._full_batch_augments = getattr(preprocessor,
+                                                'batch_augments', None)
+        types, no_mixup, no_batch_augments = self._left_out(stage)
+        kept = [t for t in self._full_pipeline
+                if not self._stopped(t, types)]
+        removed = [type(t).__name__ for t in self._full_pipeline
+                   if self._stopped(t, types)]
+        if isinstance(pipeline, list):  # MultiImageMixDataset
+            dataset.pipeline = kept
+            dataset.pipeline_types = [type(t).__name__ for t in kept]
+        else:
+            dataset.pipeline = Compose(kept)
+        augments = list(self._full_batch_augments or [])
+        if no_batch_augments:
+            augments = []
+        elif no_mixup:
+            augments = [a for a in augments
+                        if type(a).__name__ not in self.mix_batch_augments]
+        removed += [type(a).__name__ for a in self._full_batch_augments or []
+                    if a not in augments]
+        if self._full_batch_augments is not None:
+            preprocessor.batch_augments = nn.ModuleList(augments) \
+                if augments else None
+        runner.logger.info(
+            f'epoch {runner.epoch + 1}: augmentation policy {stage!r} '
+            f'(start_epoch={self.start_epoch}, flat_epoch={self.flat_epoch}, '
+            f'stop_epoch={self.switch_epoch}): without {removed or "none"}')
+        if self._stage is not None and getattr(loader, 'persistent_workers',
+                                               False):
+            loader._DataLoader__initialized = False
+            loader._iterator = None
+            self._restart_dataloader = True
+        self._stage = stage
+        self._has_switched = stage == 'stopped'
