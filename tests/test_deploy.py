@@ -139,6 +139,30 @@ def test_rtdetrv2_export_matches_pytorch(name, method, tmp_path):
         assert any(n.startswith('backbone') for n in info['deployed'])
 
 
+# DEIM: the official R18 release config and every zoo variant's DEIM twin.
+DEIM_EXPORTS = [
+    'deim_rtdetrv2_r18vd_120e_coco.py', 'deim_rtdetrv2_r18vd_dysample.py',
+    'deim_rtdetrv2_rmt_t.py', 'deim_rtdetrv2_mnv4_conv_s_bifpn.py',
+    'deim_rtdetrv2_riformer_s12.py', 'deim_rtdetrv2_bhvit.py',
+    'deim_rtdetrv2_hgnetv2_l_coco.py'
+]
+
+
+@pytest.mark.parametrize('name', DEIM_EXPORTS)
+def test_deim_export_matches_pytorch(name, tmp_path):
+    """DEIM's model (the 3-layer query position MLP, SiLU in the decoder)
+    exports and ONNX Runtime reproduces ``model.predict`` on a non-square
+    image. RIFormer is exported re-parameterised."""
+    torch.manual_seed(0)
+    model = load_detector(osp.join(REPO_ROOT, 'configs', name), None,
+                          copy.deepcopy(TINY))
+    assert len(model.decoder.query_pos_head.layers) == 3
+    out = str(tmp_path / 'model.onnx')
+    info = export_and_check_parity(model, (96, 128), out)
+    if 'riformer' in name:
+        assert any(n.startswith('backbone') for n in info['deployed'])
+
+
 def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):
     """The CLI on a non-square size that is not a multiple of 32 (padding
     inside the graph), with a dynamic batch, onnxsim and --check."""

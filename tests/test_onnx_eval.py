@@ -218,3 +218,26 @@ def test_int8_of_the_discrete_rtdetrv2_graph(tmp_path):
     assert value_proj and all(set(node.input[:2]) <= quantized
                               for node in value_proj)
     assert_int8_agrees_with_fp32(fp32, info['path'])
+
+
+def test_int8_of_the_deim_graph(tmp_path):
+    """DEIM's raccoon model quantizes with the default INT8 choice: its
+    decoder's value projections are quantized and the detections stay
+    close to the fp32 graph's."""
+    torch.manual_seed(0)
+    config = osp.join(REPO_ROOT, 'configs', 'deim_rtdetrv2_r18vd_raccoon.py')
+    model = load_detector(config, cfg_options=TINY_DICT)
+    model.init_weights()
+    model.eval()
+    fp32 = str(tmp_path / 'deim.onnx')
+    export_onnx(model, fp32, SIZE)
+    info = quantize_onnx(fp32, str(tmp_path / 'deim_int8.onnx'),
+                         train_image_paths(config, 4, TINY_DICT))
+    nodes = onnx.load(info['path']).graph.node
+    quantized = {name for node in nodes if node.op_type == 'DequantizeLinear'
+                 for name in node.output}
+    value_proj = [node for node in nodes if node.op_type in ('MatMul', 'Gemm')
+                  and '/cross_attn/value_proj/' in node.name]
+    assert value_proj and all(set(node.input[:2]) <= quantized
+                              for node in value_proj)
+    assert_int8_agrees_with_fp32(fp32, info['path'])
