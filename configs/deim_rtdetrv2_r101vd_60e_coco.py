@@ -4,8 +4,8 @@
 # flat-cosine schedule for 60 epochs, policy [4, 34, 58]
 # (_base_/deim_coco_setting.py, official deim_r101vd_60e_coco.yml); the
 # backbone's weights at 2e-6.
-# Official release (Google Drive, 55.5 AP on COCO val2017; docs/deim.md says
-# how to fetch a Drive file), converted on load:
+# Official release (55.5 AP on COCO val2017), a Google Drive file
+# (docs/deim.md says how to fetch one), converted on load:
 #   https://drive.google.com/file/d/1BIevZijOcBO17llTyDX32F_pYppBfnzu/view
 #   python tools/test.py configs/deim_rtdetrv2_r101vd_60e_coco.py FILE.pth
 #   python tools/train.py configs/deim_rtdetrv2_r101vd_60e_coco.py

@@ -5,8 +5,8 @@
 # (_base_/deim_coco_setting.py) for 120 epochs: policy [4, 64, 117], as the
 # official deim_r18vd_120e_coco.yml (RT-DETRv2-R18vd: 47.9 AP in the DEIM
 # paper's table).
-# Official release (Google Drive, 49.0 AP on COCO val2017; docs/deim.md says
-# how to fetch a Drive file), converted on load:
+# Official release (49.0 AP on COCO val2017), a Google Drive file
+# (docs/deim.md says how to fetch one), converted on load:
 #   https://drive.google.com/file/d/153_JKff6EpFgiLKaqkJsoDcLal_0ux_F/view
 #   python tools/test.py configs/deim_rtdetrv2_r18vd_120e_coco.py FILE.pth
 #   python tools/train.py configs/deim_rtdetrv2_r18vd_120e_coco.py

@@ -4,8 +4,8 @@
 # flat-cosine schedule (_base_/deim_coco_setting.py) for 120 epochs, policy
 # [4, 64, 117] (official deim_r34vd_120e_coco.yml); the backbone's weights
 # at 1e-4.
-# Official release (Google Drive, 50.9 AP on COCO val2017; docs/deim.md says
-# how to fetch a Drive file), converted on load:
+# Official release (50.9 AP on COCO val2017), a Google Drive file
+# (docs/deim.md says how to fetch one), converted on load:
 #   https://drive.google.com/file/d/1O9RjZF6kdFWGv1Etn1Toml4r-YfdMDMM/view
 #   python tools/test.py configs/deim_rtdetrv2_r34vd_120e_coco.py FILE.pth
 #   python tools/train.py configs/deim_rtdetrv2_r34vd_120e_coco.py

@@ -4,8 +4,8 @@
 # flat-cosine schedule for 60 epochs, policy [4, 34, 58]
 # (_base_/deim_coco_setting.py, official deim_r50vd_60e_coco.yml); the
 # backbone's weights at 2e-5.
-# Official release (Google Drive, 54.3 AP on COCO val2017; docs/deim.md says
-# how to fetch a Drive file), converted on load:
+# Official release (54.3 AP on COCO val2017), a Google Drive file
+# (docs/deim.md says how to fetch one), converted on load:
 #   https://drive.google.com/file/d/1mWknAXD5JYknUQ94WCEvPfXz13jcNOTI/view
 #   python tools/test.py configs/deim_rtdetrv2_r50vd_60e_coco.py FILE.pth
 #   python tools/train.py configs/deim_rtdetrv2_r50vd_60e_coco.py

@@ -4,8 +4,8 @@
 # DEIM's decoder options and MAL (_base_/models/deim.py), dense one-to-one
 # matching and the flat-cosine schedule for 60 epochs, policy [4, 34, 58]
 # (_base_/deim_coco_setting.py); the backbone's weights at 2e-5.
-# Official release (Google Drive, 53.2 AP on COCO val2017; docs/deim.md says
-# how to fetch a Drive file), converted on load:
+# Official release (53.2 AP on COCO val2017), a Google Drive file
+# (docs/deim.md says how to fetch one), converted on load:
 #   https://drive.google.com/file/d/10dLuqdBZ6H5ip9BbBiE6S7ZcmHkRbD0E/view
 #   python tools/test.py configs/deim_rtdetrv2_r50vd_m_60e_coco.py FILE.pth
 #   python tools/train.py configs/deim_rtdetrv2_r50vd_m_60e_coco.py

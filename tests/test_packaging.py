@@ -230,7 +230,8 @@ print('loaded', loaded)
 def official_releases():
     """``{config stem: (weights URL, box AP or None)}`` of the released COCO
     weights the checkout names for a config: its header (``Official release
-    (AP ...)`` and the URL of its ``tools/test.py`` command), its own
+    (AP ...)`` and the URL of its ``tools/test.py`` command, or the Google
+    Drive link after it), its own
     ``ultralytics_weights`` (the Ultralytics release that loads into it), or
     a README row ``| `config.py` | URL | AP / AP50 |``."""
     releases = {}
@@ -240,7 +241,12 @@ def official_releases():
         header = ''.join(itertools.takewhile(
             lambda line: line.startswith('#'), text.splitlines(True)))
         ap = re.search(r'Official release \((\d+\.\d) AP', header)
-        url = re.search(r'tools/test\.py \S+ \\\n#\s+(https://\S+)', header)
+        # The URL of the tools/test.py command, or, for a Google Drive
+        # release (DEIM's), the line after the release's header.
+        url = re.search(r'tools/test\.py \S+ \\\n#\s+(https://\S+)',
+                        header) or re.search(
+            r'converted on load:\n#\s+(https://drive\.google\.com/\S+)\n',
+            header)
         stem = osp.basename(path)[:-3]
         if ap or url:
             assert ap and url, f'{path}: official AP or URL missing'
