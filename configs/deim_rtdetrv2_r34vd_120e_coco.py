@@ -1,9 +1,9 @@
 # DEIM-RT-DETRv2-M (Huang et al., "DEIM: DETR with Improved Matching for Fast
 # Convergence", CVPR 2025): RT-DETRv2-R34vd with DEIM's decoder options and
 # MAL (_base_/models/deim.py), dense one-to-one matching and the
-# flat-cosine schedule (_base_/deim_coco_setting.py) for 120 epochs, policy
-# [4, 64, 117] (official deim_r34vd_120e_coco.yml); the backbone's weights
-# at 1e-4.
+# flat-cosine schedule for 120 epochs, policy [4, 64, 117]
+# (_base_/deim_coco_120e_setting.py, official deim_r34vd_120e_coco.yml); the
+# backbone's weights at 1e-4.
 # Official release (50.9 AP on COCO val2017), a Google Drive file
 # (docs/deim.md says how to fetch one), converted on load:
 #   https://drive.google.com/file/d/1O9RjZF6kdFWGv1Etn1Toml4r-YfdMDMM/view
@@ -11,22 +11,10 @@
 #   python tools/train.py configs/deim_rtdetrv2_r34vd_120e_coco.py
 _base_ = [
     './_base_/models/rtdetr_r34vd.py', './_base_/models/deim.py',
-    './_base_/deim_coco_setting.py'
+    './_base_/deim_coco_120e_setting.py'
 ]
 
 # Merged into the inherited RT-DETR model, not a replacement (mmengine
 # merges a dict into the base's).
 model = _base_.deim_model
 optim_wrapper = _base_.deim_r34_optim_wrapper
-
-max_epochs = 120
-flat_epoch = 64
-no_aug_epoch = 3
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(_base_.param_scheduler[0], flat_epoch=flat_epoch,
-                        no_aug_epoch=no_aug_epoch, end=max_epochs)]
-custom_hooks = [
-    _base_.custom_hooks[0],
-    dict(_base_.custom_hooks[1], flat_epoch=flat_epoch,
-         stop_epoch=max_epochs - no_aug_epoch)
-]

@@ -16,7 +16,7 @@ from mmdet.datasets import MultiImageMixDataset
 from mmdet.engine.schedulers import QuadraticWarmupLR
 from rtdetr_zoo.engine import FlatCosineLR, StopAugmentationHook
 
-from .test_training import _coco_layout, _run
+from .test_training import _coco_layout, _run, coco_folder_options
 from .utils import build_detector_from_config
 
 
@@ -263,23 +263,12 @@ def test_deim_coco_config_trains_through_tools_train(tmp_path):
     root = str(tmp_path / 'coco')
     _coco_layout(root, num_images=6)
     work_dir = str(tmp_path / 'work')
-    options = [f'train_dataloader.dataset.dataset.data_root={root}/']
-    options += [f'{loader}.dataset.data_root={root}/'
-                for loader in ('val_dataloader', 'test_dataloader')]
-    options += [f'{evaluator}.ann_file={root}/annotations/'
-                'instances_val2017.json'
-                for evaluator in ('val_evaluator', 'test_evaluator')]
-    options += [f'{loader}.{key}'
-                for loader in ('train_dataloader', 'val_dataloader')
-                for key in ('num_workers=0', 'persistent_workers=False')]
-    options += ['train_dataloader.batch_size=2', 'train_cfg.max_epochs=4',
-                'custom_hooks.1.start_epoch=1', 'custom_hooks.1.flat_epoch=2',
-                'custom_hooks.1.stop_epoch=3', 'param_scheduler.0.end=4',
-                'param_scheduler.0.flat_epoch=2',
-                'param_scheduler.0.no_aug_epoch=1',
-                'param_scheduler.0.warmup_iters=2',
-                'model.backbone.init_cfg=None',
-                'default_hooks.logger.interval=1']
+    options = coco_folder_options(
+        root, train_dataset='train_dataloader.dataset.dataset') + [
+        'train_cfg.max_epochs=4', 'custom_hooks.1.start_epoch=1',
+        'custom_hooks.1.flat_epoch=2', 'custom_hooks.1.stop_epoch=3',
+        'param_scheduler.0.end=4', 'param_scheduler.0.flat_epoch=2',
+        'param_scheduler.0.no_aug_epoch=1', 'param_scheduler.0.warmup_iters=2']
     log = _run(['tools/train.py', 'configs/deim_rtdetrv2_r18vd_120e_coco.py',
                 '--work-dir', work_dir, '--cfg-options', *options])
     policy = '(start_epoch=1, flat_epoch=2, stop_epoch=3): without'

@@ -193,49 +193,30 @@ def test_calibration_images_come_from_the_training_set(monkeypatch):
     assert {osp.basename(p) for p in paths} <= train
 
 
-def test_int8_of_the_discrete_rtdetrv2_graph(tmp_path):
-    """RT-DETRv2 with discrete sampling quantizes like RT-DETR: the INT8
-    graph still has no GridSample, the decoder's value projection (the
-    memory the index gather reads) is quantized, and the detections stay
-    close to the fp32 graph's."""
+@pytest.mark.parametrize('name', ['rtdetrv2_r18vd_dsp_raccoon',
+                                  'deim_rtdetrv2_r18vd_raccoon'])
+def test_int8_of_the_rtdetrv2_and_deim_graphs(name, tmp_path):
+    """RT-DETRv2 with discrete sampling and DEIM quantize like RT-DETR: the
+    decoder's value projection (the memory the sampling reads) is
+    quantized and the detections stay close to the fp32 graph's; the
+    discrete INT8 graph still has no GridSample."""
     torch.manual_seed(0)
-    config = osp.join(REPO_ROOT, 'configs', 'rtdetrv2_r18vd_dsp_raccoon.py')
+    config = osp.join(REPO_ROOT, 'configs', f'{name}.py')
     model = load_detector(config, cfg_options=TINY_DICT)
     model.init_weights()
     model.eval()
-    fp32 = str(tmp_path / 'dsp.onnx')
+    fp32 = str(tmp_path / 'model.onnx')
     export_onnx(model, fp32, SIZE)
-    info = quantize_onnx(fp32, str(tmp_path / 'dsp_int8.onnx'),
+    info = quantize_onnx(fp32, str(tmp_path / 'model_int8.onnx'),
                          train_image_paths(config, 4, TINY_DICT))
     assert info['num_calib_images'] == 4
     nodes = onnx.load(info['path']).graph.node
-    assert 'GridSample' not in {node.op_type for node in nodes}
-    quantized = {name for node in nodes if node.op_type == 'DequantizeLinear'
-                 for name in node.output}
+    if '_dsp' in name:
+        assert 'GridSample' not in {node.op_type for node in nodes}
+    quantized = {output for node in nodes
+                 if node.op_type == 'DequantizeLinear'
+                 for output in node.output}
     # (MatMul + Add, fused into a Gemm by the quantizer's pre-processing)
-    value_proj = [node for node in nodes if node.op_type in ('MatMul', 'Gemm')
-                  and '/cross_attn/value_proj/' in node.name]
-    assert value_proj and all(set(node.input[:2]) <= quantized
-                              for node in value_proj)
-    assert_int8_agrees_with_fp32(fp32, info['path'])
-
-
-def test_int8_of_the_deim_graph(tmp_path):
-    """DEIM's raccoon model quantizes with the default INT8 choice: its
-    decoder's value projections are quantized and the detections stay
-    close to the fp32 graph's."""
-    torch.manual_seed(0)
-    config = osp.join(REPO_ROOT, 'configs', 'deim_rtdetrv2_r18vd_raccoon.py')
-    model = load_detector(config, cfg_options=TINY_DICT)
-    model.init_weights()
-    model.eval()
-    fp32 = str(tmp_path / 'deim.onnx')
-    export_onnx(model, fp32, SIZE)
-    info = quantize_onnx(fp32, str(tmp_path / 'deim_int8.onnx'),
-                         train_image_paths(config, 4, TINY_DICT))
-    nodes = onnx.load(info['path']).graph.node
-    quantized = {name for node in nodes if node.op_type == 'DequantizeLinear'
-                 for name in node.output}
     value_proj = [node for node in nodes if node.op_type in ('MatMul', 'Gemm')
                   and '/cross_attn/value_proj/' in node.name]
     assert value_proj and all(set(node.input[:2]) <= quantized

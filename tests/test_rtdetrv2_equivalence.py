@@ -24,6 +24,7 @@ from .utils import (OFFICIAL_V2_FIXTURE, align_queries,
                     assert_aligned_outputs_match,
                     assert_detections_match_official,
                     build_detector_from_config, official_anchors,
+                    official_release_file,
                     official_test_samples, requires_official_v2_fixture)
 
 OFFICIAL_NUM_PARAMS = 20_184_464
@@ -41,11 +42,9 @@ def fixture():
 @pytest.fixture(scope='module')
 def official_file(fixture, tmp_path_factory):
     """The fixture's weights (fp32) as an official release file."""
-    path = tmp_path_factory.mktemp('official') / 'rtdetrv2_r18vd.pth'
-    weights = {k: v.float() if v.is_floating_point() else v
-               for k, v in fixture['state_dict'].items()}
-    torch.save(dict(ema=dict(module=weights)), path)
-    return str(path)
+    return official_release_file(
+        fixture['state_dict'],
+        tmp_path_factory.mktemp('official') / 'rtdetrv2_r18vd.pth')
 
 
 @pytest.fixture(scope='module')

@@ -15,7 +15,7 @@ import torch
 from rtdetr_zoo.engine import read_checkpoint
 
 from .test_checkpoint import globals_beyond_torch_defaults
-from .utils import REPO_ROOT
+from .utils import REPO_ROOT, SMALL_DETECTOR
 
 CONFIG = osp.join('tests', 'configs', 'raccoon_short.py')
 
@@ -156,6 +156,27 @@ def _coco_layout(root, num_images):
                    osp.join(root, f'{split}2017'))
 
 
+def coco_folder_options(root, train_dataset='train_dataloader.dataset'):
+    """``--cfg-options`` that point a COCO config at the folder ``root``
+    (its training dataset at ``train_dataset``) with batches of 2, no
+    worker processes, no pretrained backbone and the tests' small decoder
+    (30 queries, :data:`~tests.utils.SMALL_DETECTOR`), logging every
+    iteration."""
+    options = [f'{train_dataset}.data_root={root}/']
+    options += [f'{loader}.dataset.data_root={root}/'
+                for loader in ('val_dataloader', 'test_dataloader')]
+    options += [f'{evaluator}.ann_file={root}/annotations/'
+                'instances_val2017.json'
+                for evaluator in ('val_evaluator', 'test_evaluator')]
+    options += [f'{loader}.{key}'
+                for loader in ('train_dataloader', 'val_dataloader')
+                for key in ('num_workers=0', 'persistent_workers=False')]
+    options += [f'{key}={value}' for key, value in SMALL_DETECTOR.items()]
+    return options + ['train_dataloader.batch_size=2',
+                      'model.backbone.init_cfg=None',
+                      'default_hooks.logger.interval=1']
+
+
 def test_rtdetrv2_coco_config_trains_through_tools_train(tmp_path):
     """`python tools/train.py configs/rtdetrv2_r18vd_120e_coco.py` on a COCO
     folder: the official recipe's pieces run (the official optimizer
@@ -166,18 +187,8 @@ def test_rtdetrv2_coco_config_trains_through_tools_train(tmp_path):
     root = str(tmp_path / 'coco')
     _coco_layout(root, num_images=6)
     work_dir = str(tmp_path / 'work')
-    options = [f'{loader}.dataset.data_root={root}/'
-               for loader in ('train_dataloader', 'val_dataloader',
-                              'test_dataloader')]
-    options += [f'{evaluator}.ann_file={root}/annotations/'
-                'instances_val2017.json'
-                for evaluator in ('val_evaluator', 'test_evaluator')]
-    options += [f'{loader}.{key}'
-                for loader in ('train_dataloader', 'val_dataloader')
-                for key in ('num_workers=0', 'persistent_workers=False')]
-    options += ['train_dataloader.batch_size=2', 'train_cfg.max_epochs=2',
-                'custom_hooks.1.stop_epoch=1', 'model.backbone.init_cfg=None',
-                'default_hooks.logger.interval=1']
+    options = coco_folder_options(root) + [
+        'train_cfg.max_epochs=2', 'custom_hooks.1.stop_epoch=1']
     log = _run(['tools/train.py', 'configs/rtdetrv2_r18vd_120e_coco.py',
                 '--work-dir', work_dir, '--cfg-options', *options])
     assert 'optimizer parameter groups (tensors):' in log

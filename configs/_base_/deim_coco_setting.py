@@ -17,8 +17,8 @@
 # - the EMA and gradient clipping of RT-DETR (rtdetr_6x.py).
 # Its schedule is the 60-epoch one of the R50 / R101 / R50-M configs
 # (flat_epoch = 4 + 60 / 2); a config with another length overrides the
-# epochs, `param_scheduler` and `custom_hooks` (see
-# deim_rtdetrv2_r18vd_120e_coco.py). A DEIM config lists a model fragment,
+# epochs, `param_scheduler` and `custom_hooks` (as
+# _base_/deim_coco_120e_setting.py does). A DEIM config lists a model fragment,
 # _base_/models/deim.py and this file:
 #   _base_ = ['./_base_/models/rtdetr_rmt_t.py', './_base_/models/deim.py',
 #             './_base_/deim_coco_setting.py']

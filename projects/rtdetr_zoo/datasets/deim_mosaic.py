@@ -9,8 +9,6 @@ import torch
 from mmcv.transforms import BaseTransform, Compose
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import HorizontalBoxes
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 
 @TRANSFORMS.register_module()
@@ -70,6 +68,10 @@ class DEIMMosaic(BaseTransform):
         self.img_scale = img_scale
         self.prob = prob
         self.fill_value = fill_value
+        # torchvision's v2 transforms import torch._dynamo (a second at
+        # start-up), so they load when a mosaic is built, not with the
+        # package.
+        from torchvision.transforms import v2
         self.affine = v2.RandomAffine(
             degrees=rotation_range, translate=tuple(translation_range),
             scale=tuple(scaling_range), fill=fill_value)
@@ -117,6 +119,7 @@ class DEIMMosaic(BaseTransform):
             x0, y0 = (index % 2) * max_w, (index // 2) * max_h
             canvas[y0:y0 + img.shape[0], x0:x0 + img.shape[1]] = img
             boxes.append(part_boxes + part_boxes.new_tensor([x0, y0] * 2))
+        from torchvision import tv_tensors
         image = tv_tensors.Image(
             torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))))
         boxes = tv_tensors.BoundingBoxes(
