@@ -33,6 +33,10 @@ OFFICIAL_V2_FIXTURE, requires_official_v2_fixture = _shared_fixture(
 # term of its criterion.
 OFFICIAL_DEIM_FIXTURE, requires_official_deim_fixture = _shared_fixture(
     'deim_rtdetrv2_r18vd_official.pt')
+# The official D-FINE-S under the DEIM recipe (HGNetv2-B0 with learnable
+# affines): random weights, outputs and every term of its criterion.
+OFFICIAL_DFINE_FIXTURE, requires_official_dfine_fixture = _shared_fixture(
+    'deim_dfine_hgnetv2_s_official.pt')
 CONFIG_DIR = osp.join(REPO_ROOT, 'configs')
 
 # Shrinks the decoder so detector tests stay fast on a CPU; the structure
@@ -213,6 +217,16 @@ def official_anchors(fixture, model):
                                atol=0)
     assert torch.isinf(ours[~finite]).all()
     return anchors, valid
+
+
+def official_release_file(state_dict, path):
+    """Write an official fixture's ``state_dict`` (fp16, cast to fp32) as an
+    official release file (``{'ema': {'module': ...}}``) at ``path``;
+    returns the path as a string."""
+    weights = {k: v.float() if v.is_floating_point() else v
+               for k, v in state_dict.items()}
+    torch.save(dict(ema=dict(module=weights)), path)
+    return str(path)
 
 
 def official_test_samples(orig_sizes):

@@ -1,11 +1,15 @@
-"""HGNetv2 backbone of RT-DETR-L and RT-DETR-X (Ultralytics ``rtdetr-l`` and
-``rtdetr-x``).
+"""HGNetv2 backbones: PP-HGNetV2-L / X of RT-DETR-L and RT-DETR-X (Ultralytics
+``rtdetr-l`` and ``rtdetr-x``) and the B0-B5 family of D-FINE.
 
 Reproduces the Ultralytics ``rtdetr-l.yaml`` / ``rtdetr-x.yaml`` backbones
-(PP-HGNetV2-L / X as used by RT-DETR, Zhao et al., CVPR 2024): an HG stem,
-then four stages of HG blocks (a chain of convs whose outputs are all
-concatenated, squeezed and excited by 1x1 convs), with depthwise stride-2
-convs between the stages.
+(PP-HGNetV2-L / X as used by RT-DETR, Zhao et al., CVPR 2024) and D-FINE's
+``HGNetv2`` (Peng et al., ICLR 2025; ``engine/backbone/hgnetv2.py`` of
+Peterande/D-FINE and ShihuaHuang95/DEIM): an HG stem, then four stages of HG
+blocks (a chain of convs whose outputs are all concatenated, squeezed and
+excited by 1x1 convs), with depthwise stride-2 convs between the stages.
+B4 is L and B5 is X; the small ones (B0-B3) have fewer convs per block and,
+in D-FINE's N/S/M models, a learnable scalar affine after every activation
+(``use_lab``).
 """
 import re
 from collections import OrderedDict
@@ -14,6 +18,7 @@ from typing import Collection, Dict, Mapping, Sequence, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -42,9 +47,12 @@ def convert_official_hgnetv2(
     ``stem.stem2{a,b}.conv.1`` (padding + conv) -> ``stem.stem2{a,b}.conv``;
     ``stages.s.downsample`` -> ``stages.s.0``; ``stages.s.blocks.b`` ->
     ``stages.s.(b + 1 if s has a down-sampling conv else b)`` with
-    ``layers`` -> ``convs``, ``aggregation_squeeze_conv`` -> ``squeeze``,
-    ``aggregation_excitation_conv`` -> ``excite``. Other keys are kept, so
-    that loading reports them as unexpected.
+    ``layers`` -> ``convs``, ``aggregation_squeeze_conv`` (D-FINE:
+    ``aggregation.0``) -> ``squeeze``, ``aggregation_excitation_conv``
+    (``aggregation.1``) -> ``excite``. D-FINE's layout (e.g.
+    ``PPHGNetV2_B0_stage1.pth``) is the same apart from those two names and
+    the ``lab`` affines, whose names are kept. Other keys are kept, so that
+    loading reports them as unexpected.
     """
     converted = OrderedDict()
     for key, value in state_dict.items():
@@ -57,9 +65,58 @@ def convert_official_hgnetv2(
             rest = re.sub(r'^layers\.', 'convs.', rest)
             rest = rest.replace('aggregation_squeeze_conv.', 'squeeze.')
             rest = rest.replace('aggregation_excitation_conv.', 'excite.')
+            rest = rest.replace('aggregation.0.', 'squeeze.')
+            rest = rest.replace('aggregation.1.', 'excite.')
             new = f'stages.{stage}.{block}.{rest}'
         converted[new] = value
     return converted
+
+
+class LearnableAffine(nn.Module):
+    """``scale * x + bias`` with one learnable scalar each, initialised to
+    the identity (PP-HGNetV2's ``LearnableAffineBlock``). Any shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Any shape -> the same shape."""
+        return self.scale * x + self.bias
+
+
+class ConvNormActAffine(ConvModule):
+    """A ConvModule followed by a :class:`LearnableAffine` (``lab``): D-FINE's
+    ``ConvBNAct`` with ``use_lab``. (B, C_in, H, W) -> (B, C_out, H', W')."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lab = LearnableAffine()
+
+    def forward(self, x: Tensor, activate: bool = True,
+                norm: bool = True) -> Tensor:
+        """The ConvModule's output, scaled and shifted."""
+        return self.lab(super().forward(x, activate, norm))
+
+
+def hg_conv(in_channels: int,
+            out_channels: int,
+            kernel_size: int,
+            stride: int = 1,
+            groups: int = 1,
+            act: bool = True,
+            use_lab: bool = False,
+            norm_cfg: ConfigType = dict(type='BN')) -> ConvModule:
+    """Conv + norm, then ReLU when ``act``, then the learnable affine when
+    ``act`` and ``use_lab`` (D-FINE puts it only after an activation)."""
+    if act and use_lab:
+        return ConvNormActAffine(
+            in_channels, out_channels, kernel_size, stride=stride,
+            padding=(kernel_size - 1) // 2, groups=groups, bias=False,
+            norm_cfg=norm_cfg, act_cfg=RELU)
+    return conv_bn(in_channels, out_channels, kernel_size, stride, groups,
+                   act_cfg=RELU if act else None, norm_cfg=norm_cfg)
 
 
 class HGStem(nn.Module):
@@ -72,14 +129,15 @@ class HGStem(nn.Module):
                  in_channels: int,
                  mid_channels: int,
                  out_channels: int,
+                 use_lab: bool = False,
                  norm_cfg: ConfigType = dict(type='BN')) -> None:
         super().__init__()
-        cba = dict(act_cfg=RELU, norm_cfg=norm_cfg)
-        self.stem1 = conv_bn(in_channels, mid_channels, 3, 2, **cba)
-        self.stem2a = conv_bn(mid_channels, mid_channels // 2, 2, **cba)
-        self.stem2b = conv_bn(mid_channels // 2, mid_channels, 2, **cba)
-        self.stem3 = conv_bn(mid_channels * 2, mid_channels, 3, 2, **cba)
-        self.stem4 = conv_bn(mid_channels, out_channels, 1, **cba)
+        cba = dict(use_lab=use_lab, norm_cfg=norm_cfg)
+        self.stem1 = hg_conv(in_channels, mid_channels, 3, 2, **cba)
+        self.stem2a = hg_conv(mid_channels, mid_channels // 2, 2, **cba)
+        self.stem2b = hg_conv(mid_channels // 2, mid_channels, 2, **cba)
+        self.stem3 = hg_conv(mid_channels * 2, mid_channels, 3, 2, **cba)
+        self.stem4 = hg_conv(mid_channels, out_channels, 1, **cba)
         self.pool = nn.MaxPool2d(2, 1, ceil_mode=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -97,11 +155,13 @@ class LightConv(nn.Module):
                  in_channels: int,
                  out_channels: int,
                  kernel_size: int,
+                 use_lab: bool = False,
                  norm_cfg: ConfigType = dict(type='BN')) -> None:
         super().__init__()
-        self.conv1 = conv_bn(in_channels, out_channels, 1, norm_cfg=norm_cfg)
-        self.conv2 = conv_bn(out_channels, out_channels, kernel_size,
-                             groups=out_channels, act_cfg=RELU,
+        self.conv1 = hg_conv(in_channels, out_channels, 1, act=False,
+                             norm_cfg=norm_cfg)
+        self.conv2 = hg_conv(out_channels, out_channels, kernel_size,
+                             groups=out_channels, use_lab=use_lab,
                              norm_cfg=norm_cfg)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -124,18 +184,19 @@ class HGBlock(nn.Module):
                  num_convs: int = 6,
                  light: bool = False,
                  shortcut: bool = False,
+                 use_lab: bool = False,
                  norm_cfg: ConfigType = dict(type='BN')) -> None:
         super().__init__()
-        cba = dict(act_cfg=RELU, norm_cfg=norm_cfg)
+        cba = dict(use_lab=use_lab, norm_cfg=norm_cfg)
         self.convs = nn.ModuleList()
         for i in range(num_convs):
             cin = in_channels if i == 0 else mid_channels
             self.convs.append(
-                LightConv(cin, mid_channels, kernel_size, norm_cfg) if light
-                else conv_bn(cin, mid_channels, kernel_size, **cba))
-        self.squeeze = conv_bn(in_channels + num_convs * mid_channels,
+                LightConv(cin, mid_channels, kernel_size, **cba) if light
+                else hg_conv(cin, mid_channels, kernel_size, **cba))
+        self.squeeze = hg_conv(in_channels + num_convs * mid_channels,
                                out_channels // 2, 1, **cba)
-        self.excite = conv_bn(out_channels // 2, out_channels, 1, **cba)
+        self.excite = hg_conv(out_channels // 2, out_channels, 1, **cba)
         self.add = shortcut and in_channels == out_channels
 
     def forward(self, x: Tensor) -> Tensor:
@@ -147,21 +208,67 @@ class HGBlock(nn.Module):
         return y + x if self.add else y
 
 
+#: D-FINE's stage tables (``HGNetv2.arch_configs``), stage tuples
+#: ``(in, mid, out, num_blocks, kernel, light, downsample, num_convs)``.
+HGNETV2_ARCHS = {
+    'B0': dict(stem=(3, 16, 16),
+               stages=[(16, 16, 64, 1, 3, False, False, 3),
+                       (64, 32, 256, 1, 3, False, True, 3),
+                       (256, 64, 512, 2, 5, True, True, 3),
+                       (512, 128, 1024, 1, 5, True, True, 3)]),
+    'B1': dict(stem=(3, 24, 32),
+               stages=[(32, 32, 64, 1, 3, False, False, 3),
+                       (64, 48, 256, 1, 3, False, True, 3),
+                       (256, 96, 512, 2, 5, True, True, 3),
+                       (512, 192, 1024, 1, 5, True, True, 3)]),
+    'B2': dict(stem=(3, 24, 32),
+               stages=[(32, 32, 96, 1, 3, False, False, 4),
+                       (96, 64, 384, 1, 3, False, True, 4),
+                       (384, 128, 768, 3, 5, True, True, 4),
+                       (768, 256, 1536, 1, 5, True, True, 4)]),
+    'B3': dict(stem=(3, 24, 32),
+               stages=[(32, 32, 128, 1, 3, False, False, 5),
+                       (128, 64, 512, 1, 3, False, True, 5),
+                       (512, 128, 1024, 3, 5, True, True, 5),
+                       (1024, 256, 2048, 1, 5, True, True, 5)]),
+    'B4': dict(stem=(3, 32, 48),
+               stages=[(48, 48, 128, 1, 3, False, False, 6),
+                       (128, 96, 512, 1, 3, False, True, 6),
+                       (512, 192, 1024, 3, 5, True, True, 6),
+                       (1024, 384, 2048, 1, 5, True, True, 6)]),
+    'B5': dict(stem=(3, 32, 64),
+               stages=[(64, 64, 128, 1, 3, False, False, 6),
+                       (128, 128, 512, 2, 3, False, True, 6),
+                       (512, 256, 1024, 5, 5, True, True, 6),
+                       (1024, 512, 2048, 2, 5, True, True, 6)]),
+}
+HGNETV2_ARCHS['L'] = HGNETV2_ARCHS['B4']
+HGNETV2_ARCHS['X'] = HGNETV2_ARCHS['B5']
+
+
 @MODELS.register_module()
 class HGNetv2(BackboneContract, BaseModule):
-    """HGNetv2 backbone (``arch='L'``: RT-DETR-L / Ultralytics rtdetr-l;
-    ``arch='X'``: RT-DETR-X / Ultralytics rtdetr-x).
+    """HGNetv2 backbone: ``arch='L'`` (RT-DETR-L / Ultralytics rtdetr-l),
+    ``'X'`` (RT-DETR-X / rtdetr-x), ``'B0'``-``'B5'`` (D-FINE; B4 is L and
+    B5 is X).
 
-    Stage settings ``(in, mid, out, num_blocks, kernel, light, downsample)``;
-    every block has 6 convs; blocks after the first in a stage are residual.
-    Four stages at strides 4/8/16/32. The settings are those of the
-    official ``PPHGNetV2`` ``name='L'`` / ``'X'`` (lyuwenyu/RT-DETR,
-    ``rtdetrv2_pytorch/src/nn/backbone/hgnetv2.py``) and of the Ultralytics
-    YAMLs (``ultralytics/cfg/models/rt-detr/rtdetr-{l,x}.yaml``).
+    Stage settings ``(in, mid, out, num_blocks, kernel, light, downsample,
+    num_convs)``; every block has ``num_convs`` convs; blocks after the
+    first in a stage are residual. Four stages at strides 4/8/16/32. The
+    settings are those of the official ``PPHGNetV2`` ``name='L'`` / ``'X'``
+    (lyuwenyu/RT-DETR, ``rtdetrv2_pytorch/src/nn/backbone/hgnetv2.py``), of
+    the Ultralytics YAMLs (``ultralytics/cfg/models/rt-detr/rtdetr-{l,x}
+    .yaml``) and of D-FINE's ``HGNetv2.arch_configs``
+    (``engine/backbone/hgnetv2.py``). D-FINE's ImageNet weights are
+    ``https://github.com/Peterande/storage/releases/download/dfinev1.0/
+    PPHGNetV2_<arch>_stage1.pth`` and load as they are.
 
     Args:
-        arch (str | dict): ``'L'``, ``'X'`` or a dict with ``stem`` (in,
-            mid, out) and ``stages`` (list of the tuples above).
+        arch (str | dict): ``'L'``, ``'X'``, ``'B0'``-``'B5'`` or a dict with
+            ``stem`` (in, mid, out) and ``stages`` (list of the tuples
+            above).
+        use_lab (bool): A learnable scalar affine after every activation
+            (D-FINE's N, S and M models). Defaults to False.
         out_indices (Sequence[int]): Stages to output (0-based, negatives
             count from the end). RT-DETR uses ``(1, 2, 3)``.
         frozen_stages (int): Freeze the stem and the first ``frozen_stages``
@@ -175,24 +282,12 @@ class HGNetv2(BackboneContract, BaseModule):
     ceil(W / s_i)) with ``s_i = out_strides[i]``.
     """
 
-    arch_zoo = {
-        'L': dict(
-            stem=(3, 32, 48),
-            stages=[(48, 48, 128, 1, 3, False, False),
-                    (128, 96, 512, 1, 3, False, True),
-                    (512, 192, 1024, 3, 5, True, True),
-                    (1024, 384, 2048, 1, 5, True, True)]),
-        'X': dict(
-            stem=(3, 32, 64),
-            stages=[(64, 64, 128, 1, 3, False, False),
-                    (128, 128, 512, 2, 3, False, True),
-                    (512, 256, 1024, 5, 5, True, True),
-                    (1024, 512, 2048, 2, 5, True, True)]),
-    }
-    smallest_cfg = dict(arch='L')
+    arch_zoo = HGNETV2_ARCHS
+    smallest_cfg = dict(arch='B0', use_lab=True)
 
     def __init__(self,
                  arch: Union[str, dict] = 'L',
+                 use_lab: bool = False,
                  out_indices: Sequence[int] = (1, 2, 3),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
@@ -208,16 +303,18 @@ class HGNetv2(BackboneContract, BaseModule):
         stages = arch['stages']
         self.set_stage_args(out_indices, frozen_stages, norm_eval,
                             len(stages))
-        self.stem = HGStem(*arch['stem'], norm_cfg=norm_cfg)
+        self.stem = HGStem(*arch['stem'], use_lab=use_lab, norm_cfg=norm_cfg)
         self.stages = nn.ModuleList()
-        for cin, mid, cout, num_blocks, kernel, light, downsample in stages:
+        for (cin, mid, cout, num_blocks, kernel, light, downsample,
+             num_convs) in stages:
             layers = []
             if downsample:
-                layers.append(
-                    conv_bn(cin, cin, 3, 2, groups=cin, norm_cfg=norm_cfg))
+                layers.append(hg_conv(cin, cin, 3, 2, groups=cin, act=False,
+                                      norm_cfg=norm_cfg))
             for i in range(num_blocks):
                 layers.append(HGBlock(cin if i == 0 else cout, mid, cout,
-                                      kernel, light=light, shortcut=i > 0,
+                                      kernel, num_convs, light=light,
+                                      shortcut=i > 0, use_lab=use_lab,
                                       norm_cfg=norm_cfg))
             self.stages.append(nn.Sequential(*layers))
         strides, stride = [], 4
