@@ -77,6 +77,9 @@ RENAMES = [
     (r'^encoder\.encoder\.(\d+)\.layers\.(\d+)\.norm([12])\.',
      lambda m: f'neck.encoder.{m[1]}.encoder.layers.{m[2]}.norms.'
      f'{int(m[3]) - 1}.'),
+    # D-FINE's SCDown sits in an nn.Sequential of its own.
+    (r'^encoder\.downsample_convs\.(\d+)\.0\.(cv[12])\.',
+     r'neck.downsample_convs.\1.\2.'),
     (r'^encoder\.(lateral_convs|fpn_blocks|downsample_convs|pan_blocks)\.',
      r'neck.\1.'),
     # Decoder.

@@ -3,6 +3,7 @@ from .aifi import (AIFI, build_aifi,  # noqa: F401
                    sincos_position_embedding_2d)
 from .csp_layers import (CSPRepLayer, RepVGGBlock,  # noqa: F401
                          build_registered, conv_bn)
+from .elan_layers import RepNCSPELAN4, SCDown  # noqa: F401
 from .upsample import build_upsampler, match_size  # noqa: F401
 from .deformable_attention import \
     CPUFastMultiScaleDeformableAttention  # noqa: F401

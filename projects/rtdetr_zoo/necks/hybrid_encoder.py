@@ -9,7 +9,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
-from ..layers import (CSPRepLayer, build_aifi, build_upsampler, conv_bn,
+from ..layers import (build_aifi, build_registered, build_upsampler, conv_bn,
                       match_size)
 
 
@@ -50,6 +50,19 @@ class HybridEncoder(BaseModule):
             (default RepVGG), see :class:`CSPRepLayer`.
         norm_cfg (dict): Norm of every conv (projections, CCFM convs and CSP
             blocks). Defaults to BN.
+        fusion_block_cfg (dict, optional): Registered FPN / PAN fusion block,
+            built with ``in_channels=2 * hidden_dim``,
+            ``out_channels=hidden_dim``, ``num_blocks``, ``expansion``,
+            ``act_cfg``, ``block_cfg=csp_block_cfg`` and ``norm_cfg`` where
+            it does not set them. Defaults to RT-DETR's
+            :class:`CSPRepLayer`; D-FINE's is
+            ``dict(type='RepNCSPELAN4')``.
+        downsample_cfg (dict, optional): Registered PAN down-sampling block,
+            built with ``in_channels`` = ``out_channels`` = ``hidden_dim``
+            and ``norm_cfg``. Defaults to RT-DETR's 3x3 stride-2
+            conv-norm-act; D-FINE's is ``dict(type='SCDown')``.
+        lateral_act (bool): Whether the FPN's 1x1 lateral convs end with
+            ``act_cfg`` (RT-DETR) or not (D-FINE). Defaults to True.
 
     Attributes:
         out_strides (tuple[int]): Stride of each output (``feat_strides``).
@@ -71,6 +84,9 @@ class HybridEncoder(BaseModule):
             upsample_cfg: ConfigType = dict(type='nearest', scale_factor=2),
             csp_block_cfg: OptConfigType = None,
             norm_cfg: ConfigType = dict(type='BN'),
+            fusion_block_cfg: OptConfigType = None,
+            downsample_cfg: OptConfigType = None,
+            lateral_act: bool = True,
             init_cfg: OptMultiConfig = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = list(in_channels)
@@ -97,11 +113,22 @@ class HybridEncoder(BaseModule):
                            enc_act_cfg, num_encoder_layers, pe_temperature,
                            eval_spatial_size, feat_strides[idx])
                 for idx in self.use_encoder_idx)
-        num_blocks = round(3 * depth_mult)
+        fusion_block_cfg = fusion_block_cfg or dict(type='CSPRepLayer')
 
-        def csp():
-            return CSPRepLayer(hidden_dim * 2, hidden_dim, num_blocks,
-                               expansion, act_cfg, csp_block_cfg, norm_cfg)
+        def fusion_block():
+            return build_registered(
+                fusion_block_cfg, 'fusion_block_cfg',
+                in_channels=hidden_dim * 2, out_channels=hidden_dim,
+                num_blocks=round(3 * depth_mult), expansion=expansion,
+                act_cfg=act_cfg, block_cfg=csp_block_cfg, norm_cfg=norm_cfg)
+
+        def downsample():
+            if downsample_cfg is None:
+                return conv_bn(hidden_dim, hidden_dim, 3, stride=2,
+                               act_cfg=act_cfg, norm_cfg=norm_cfg)
+            return build_registered(
+                downsample_cfg, 'downsample_cfg', in_channels=hidden_dim,
+                out_channels=hidden_dim, norm_cfg=norm_cfg)
 
         self.lateral_convs = nn.ModuleList()
         self.upsamples = nn.ModuleList()
@@ -110,14 +137,13 @@ class HybridEncoder(BaseModule):
         self.pan_blocks = nn.ModuleList()
         for _ in range(num_levels - 1):
             self.lateral_convs.append(
-                conv_bn(hidden_dim, hidden_dim, 1, act_cfg=act_cfg,
+                conv_bn(hidden_dim, hidden_dim, 1,
+                        act_cfg=act_cfg if lateral_act else None,
                         norm_cfg=norm_cfg))
             self.upsamples.append(build_upsampler(upsample_cfg, hidden_dim))
-            self.fpn_blocks.append(csp())
-            self.downsample_convs.append(
-                conv_bn(hidden_dim, hidden_dim, 3, stride=2, act_cfg=act_cfg,
-                        norm_cfg=norm_cfg))
-            self.pan_blocks.append(csp())
+            self.fpn_blocks.append(fusion_block())
+            self.downsample_convs.append(downsample())
+            self.pan_blocks.append(fusion_block())
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         if len(feats) != len(self.in_channels):
