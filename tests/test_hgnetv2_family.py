@@ -94,3 +94,34 @@ def test_b0_equals_the_official_module_on_its_weights():
         index = torch.randint(0, flat.shape[1], (4, ))
         torch.testing.assert_close(flat[:, index], torch.tensor(samples),
                                    atol=1e-5, rtol=0)
+
+
+@requires_official_dfine_fixture
+def test_dfine_imagenet_file_loads_through_init_cfg(tmp_path):
+    """D-FINE's ImageNet weights (``PPHGNetV2_B0_stage1.pth``: the official
+    module's state dict, the layout of the fixture's backbone keys) load
+    through ``init_cfg=dict(type='Pretrained', checkpoint=...)``: every
+    tensor of HGNetv2-B0 with ``use_lab`` comes from the file, the
+    learnable affines included."""
+    fixture = read_checkpoint(OFFICIAL_DFINE_FIXTURE)
+    state = {key[len('backbone.'):]: value.float()
+             if value.is_floating_point() else value
+             for key, value in fixture['state_dict'].items()
+             if key.startswith('backbone.')}
+    path = tmp_path / 'PPHGNetV2_B0_stage1.pth'
+    torch.save(state, path)
+    model = HGNetv2('B0', use_lab=True, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    own = model.state_dict()
+    assert len(own) == len(state)
+    pairs = {
+        'stem.stem1.lab.scale': 'stem.stem1.lab.scale',
+        'stages.1.downsample.conv.weight': 'stages.1.0.conv.weight',
+        'stages.2.blocks.1.layers.2.conv2.lab.bias':
+        'stages.2.2.convs.2.conv2.lab.bias',
+        'stages.3.blocks.0.aggregation.1.bn.running_var':
+        'stages.3.1.excite.bn.running_var',
+    }
+    for official, ours in pairs.items():
+        torch.testing.assert_close(own[ours], state[official])
