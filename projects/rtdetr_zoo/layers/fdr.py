@@ -50,6 +50,13 @@ def weighting_function(reg_max: int, up: Tensor, reg_scale: Tensor) -> Tensor:
                       (2 * bound)[None]])
 
 
+def edge_probabilities(corner_logits: Tensor, num_bins: int) -> Tensor:
+    """(..., 4 * num_bins) corner logits -> (..., 4, num_bins): per edge
+    (l, t, r, b) the softmax over its bins."""
+    return F.softmax(
+        corner_logits.reshape(*corner_logits.shape[:-1], 4, num_bins), dim=-1)
+
+
 def distribution_integral(corner_logits: Tensor, project: Tensor) -> Tensor:
     """Expected edge offsets ``sum_n softmax(logits)_n W(n)`` (D-FINE's
     ``Integral``).
@@ -62,9 +69,7 @@ def distribution_integral(corner_logits: Tensor, project: Tensor) -> Tensor:
     Returns:
         Tensor: (..., 4) the offsets of the four edges.
     """
-    bins = project.numel()
-    probs = F.softmax(corner_logits.reshape(*corner_logits.shape[:-1], 4,
-                                            bins), dim=-1)
+    probs = edge_probabilities(corner_logits, project.numel())
     return probs @ project.to(probs.dtype)
 
 
@@ -177,8 +182,7 @@ class LocalizationQuality(nn.Module):
 
     def forward(self, scores: Tensor, corner_logits: Tensor) -> Tensor:
         """(B, N, C), (B, N, 4 (reg_max + 1)) -> (B, N, C)."""
-        probs = F.softmax(corner_logits.reshape(
-            *corner_logits.shape[:-1], 4, self.reg_max + 1), dim=-1)
+        probs = edge_probabilities(corner_logits, self.reg_max + 1)
         top = probs.topk(self.k, dim=-1)[0]
         stats = torch.cat([top, top.mean(dim=-1, keepdim=True)], dim=-1)
         return scores + self.reg_conf(stats.flatten(-2))
