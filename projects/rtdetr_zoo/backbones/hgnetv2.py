@@ -11,9 +11,7 @@ B4 is L and B5 is X; the small ones (B0-B3) have fewer convs per block and,
 in D-FINE's N/S/M models, a learnable scalar affine after every activation
 (``use_lab``).
 """
-import re
-from collections import OrderedDict
-from typing import Collection, Dict, Mapping, Sequence, Union
+from typing import Dict, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -25,51 +23,12 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 
+from ..engine.official_converter import (convert_official_hgnetv2,
+                                         is_official_hgnetv2_layout)
 from ..layers import conv_bn
 from .base import BackboneContract
 
 RELU = dict(type='ReLU')
-
-
-def is_official_hgnetv2_layout(state_dict: Mapping[str, Tensor]) -> bool:
-    """Whether a state dict uses the official RT-DETR ``HGNetv2`` key names
-    (``stages.s.blocks.b.layers.l``, ``aggregation_*_conv``)."""
-    return any(re.match(r'stages\.\d+\.(blocks|downsample)\.', k)
-               for k in state_dict)
-
-
-def convert_official_hgnetv2(
-        state_dict: Mapping[str, Tensor],
-        downsample_stages: Collection[int]) -> Dict[str, Tensor]:
-    """Map the official RT-DETR ``HGNetv2`` layout (lyuwenyu/RT-DETR, e.g.
-    ``PPHGNetV2_L_ssld_pretrained_from_paddle.pth``) onto :class:`HGNetv2`.
-
-    ``stem.stem2{a,b}.conv.1`` (padding + conv) -> ``stem.stem2{a,b}.conv``;
-    ``stages.s.downsample`` -> ``stages.s.0``; ``stages.s.blocks.b`` ->
-    ``stages.s.(b + 1 if s has a down-sampling conv else b)`` with
-    ``layers`` -> ``convs``, ``aggregation_squeeze_conv`` (D-FINE:
-    ``aggregation.0``) -> ``squeeze``, ``aggregation_excitation_conv``
-    (``aggregation.1``) -> ``excite``. D-FINE's layout (e.g.
-    ``PPHGNetV2_B0_stage1.pth``) is the same apart from those two names and
-    the ``lab`` affines, whose names are kept. Other keys are kept, so that
-    loading reports them as unexpected.
-    """
-    converted = OrderedDict()
-    for key, value in state_dict.items():
-        new = re.sub(r'^stem\.(stem2[ab])\.conv\.1\.', r'stem.\1.conv.', key)
-        new = re.sub(r'^stages\.(\d+)\.downsample\.', r'stages.\1.0.', new)
-        match = re.match(r'stages\.(\d+)\.blocks\.(\d+)\.(.+)$', new)
-        if match:
-            stage, block, rest = int(match[1]), int(match[2]), match[3]
-            block += 1 if stage in downsample_stages else 0
-            rest = re.sub(r'^layers\.', 'convs.', rest)
-            rest = rest.replace('aggregation_squeeze_conv.', 'squeeze.')
-            rest = rest.replace('aggregation_excitation_conv.', 'excite.')
-            rest = rest.replace('aggregation.0.', 'squeeze.')
-            rest = rest.replace('aggregation.1.', 'excite.')
-            new = f'stages.{stage}.{block}.{rest}'
-        converted[new] = value
-    return converted
 
 
 class LearnableAffine(nn.Module):

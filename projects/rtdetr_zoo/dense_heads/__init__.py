@@ -1,5 +1,7 @@
-"""The head and its batched criterion."""
+"""The heads and their batched criteria."""
 from .rtdetr_criterion import RTDETRCriterion
 from .rtdetr_head import RTDETRHead
+from .dfine_criterion import DFINECriterion
+from .dfine_head import DFINEHead
 
-__all__ = ['RTDETRCriterion', 'RTDETRHead']
+__all__ = ['DFINECriterion', 'DFINEHead', 'RTDETRCriterion', 'RTDETRHead']

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmcv.cnn import build_activation_layer
 from mmdet.models.dense_heads import DINOHead
+from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import ConfigType, InstanceList, OptConfigType
@@ -138,6 +139,17 @@ class RTDETRHead(DINOHead):
         with torch.autocast(hidden_states.device.type, enabled=False):
             return super().forward(hidden_states.float(),
                                    [ref.float() for ref in references])
+
+    def last_layer_predictions(self, hidden_states: Tensor,
+                               references: List[Tensor],
+                               **kwargs) -> Tuple[Tensor, Tensor]:
+        """Logits (B, Q, C) and boxes (B, Q, 4) of the last layer run (the
+        exported graph's outputs), from the decoder's outputs."""
+        layer = hidden_states.size(0) - 1
+        query = hidden_states[layer]
+        boxes = (self.reg_branches[layer](query) +
+                 inverse_sigmoid(references[layer])).sigmoid()
+        return self.cls_branches[layer](query), boxes
 
     def loss_by_feat(
             self, all_layers_cls_scores: Tensor,

@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import Tensor, nn
 
-from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 
@@ -155,14 +154,8 @@ class RTDETROnnxWrapper(nn.Module):
         if any(self.pad):
             inputs = F.pad(inputs, self.pad, value=self.pad_value)
         feats = det.extract_feat(inputs)
-        outs = det.forward_transformer(feats, None)
-        hidden_states, references = outs['hidden_states'], outs['references']
-        layer = hidden_states.shape[0] - 1
-        head = det.bbox_head
-        query = hidden_states[layer]
-        logits = head.cls_branches[layer](query)
-        boxes = (head.reg_branches[layer](query) +
-                 inverse_sigmoid(references[layer])).sigmoid()
+        logits, boxes = det.bbox_head.last_layer_predictions(
+            **det.forward_transformer(feats, None))
         scores, index = logits.sigmoid().flatten(1).topk(self.topk, dim=1)
         labels = index % self.num_classes
         query_index = torch.div(index, self.num_classes, rounding_mode='floor')

@@ -197,8 +197,11 @@ class RTDETR(DINO):
         self.to(memory_format=torch.contiguous_format)
         self.channels_last = False
 
+    #: The class of the decoder (built from the ``decoder`` config).
+    decoder_class = RTDETRTransformerDecoder
+
     def _init_layers(self) -> None:
-        self.decoder = RTDETRTransformerDecoder(**self.decoder)
+        self.decoder = self.decoder_class(**self.decoder)
         self.embed_dims = self.decoder.embed_dims
         in_channels = self.proj_in_channels or (
             [self.embed_dims] * self.num_feature_levels)
@@ -208,9 +211,14 @@ class RTDETR(DINO):
                 f'feature level '
                 f'(num_feature_levels={self.num_feature_levels})')
         self.input_proj = nn.ModuleList(
-            conv_bn(c, self.embed_dims, 1) for c in in_channels)
+            self.input_projection(c) for c in in_channels)
         self.memory_trans_fc = nn.Linear(self.embed_dims, self.embed_dims)
         self.memory_trans_norm = nn.LayerNorm(self.embed_dims)
+
+    def input_projection(self, in_channels: int) -> nn.Module:
+        """The projection of a neck output to the decoder width: a 1x1
+        conv + BatchNorm (the official RT-DETR's, for every level)."""
+        return conv_bn(in_channels, self.embed_dims, 1)
 
     def init_weights(self) -> None:
         super(DeformableDETR, self).init_weights()
@@ -381,11 +389,19 @@ class RTDETR(DINO):
             query=query, value=memory, reference_points=reference_points,
             spatial_shapes=spatial_shapes, level_start_index=level_start_index,
             reg_branches=self.bbox_head.reg_branches, self_attn_mask=dn_mask)
+        return dict(
+            hidden_states=self.keep_label_embedding(hidden_states, query,
+                                                    dn_mask),
+            references=list(references))
+
+    def keep_label_embedding(self, hidden_states: Tensor, query: Tensor,
+                             dn_mask: Optional[Tensor]) -> Tensor:
+        """``hidden_states``, in training on a batch without ground truth
+        (no denoising queries) plus 0 x the denoising label embedding: it
+        stays in the graph so that every DDP rank reduces the same
+        parameters."""
         if self.training and dn_mask is not None and \
                 query.size(1) == self.num_queries:
-            # A batch without ground truth has no denoising queries; keep the
-            # label embedding in the graph so every DDP rank reduces the same
-            # parameters.
-            hidden_states = hidden_states + \
+            return hidden_states + \
                 self.dn_query_generator.label_embedding.weight[0, 0] * 0.0
-        return dict(hidden_states=hidden_states, references=list(references))
+        return hidden_states

@@ -40,11 +40,12 @@ the decoder through the official names; every tensor is accounted for.
 import os
 import os.path as osp
 import re
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from collections import OrderedDict
+from typing import Collection, Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from torch import nn
+from torch import Tensor, nn
 
 from .checkpoint import extract_state_dict, read_checkpoint
 
@@ -84,6 +85,15 @@ RENAMES = [
      r'neck.\1.'),
     # Decoder.
     (r'^decoder\.input_proj\.(\d+)\.', r'input_proj.\1.'),
+    # D-FINE: the gate replaces the second norm of a layer; the LQEs and
+    # the pre-refinement box head are the head's; the weighting function's
+    # frozen parameters are the decoder's buffers.
+    (r'^decoder\.decoder\.layers\.(\d+)\.gateway\.',
+     r'decoder.layers.\1.norms.1.'),
+    (r'^decoder\.decoder\.lqe_layers\.(\d+)\.', r'bbox_head.lqe_layers.\1.'),
+    (r'^decoder\.pre_bbox_head\.layers\.(\d+)\.',
+     lambda m: f'bbox_head.pre_reg_branch.{2 * int(m[1])}.'),
+    (r'^decoder\.(up|reg_scale)$', r'decoder.\1'),
     (r'^decoder\.decoder\.layers\.(\d+)\.self_attn\.',
      r'decoder.layers.\1.self_attn.attn.'),
     (r'^decoder\.decoder\.layers\.(\d+)\.cross_attn\.',
@@ -103,6 +113,47 @@ RENAMES = [
     (r'^decoder\.dec_bbox_head\.(\d+)\.layers\.(\d+)\.',
      lambda m: f'bbox_head.reg_branches.{m[1]}.{2 * int(m[2])}.'),
 ]
+
+
+def is_official_hgnetv2_layout(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether a state dict uses the official RT-DETR ``HGNetv2`` key names
+    (``stages.s.blocks.b.layers.l``, ``aggregation_*_conv``)."""
+    return any(re.match(r'stages\.\d+\.(blocks|downsample)\.', k)
+               for k in state_dict)
+
+
+def convert_official_hgnetv2(
+        state_dict: Mapping[str, Tensor],
+        downsample_stages: Collection[int]) -> Dict[str, Tensor]:
+    """Map the official RT-DETR ``HGNetv2`` layout (lyuwenyu/RT-DETR, e.g.
+    ``PPHGNetV2_L_ssld_pretrained_from_paddle.pth``) onto :class:`HGNetv2`.
+
+    ``stem.stem2{a,b}.conv.1`` (padding + conv) -> ``stem.stem2{a,b}.conv``;
+    ``stages.s.downsample`` -> ``stages.s.0``; ``stages.s.blocks.b`` ->
+    ``stages.s.(b + 1 if s has a down-sampling conv else b)`` with
+    ``layers`` -> ``convs``, ``aggregation_squeeze_conv`` (D-FINE:
+    ``aggregation.0``) -> ``squeeze``, ``aggregation_excitation_conv``
+    (``aggregation.1``) -> ``excite``. D-FINE's layout (e.g.
+    ``PPHGNetV2_B0_stage1.pth``) is the same apart from those two names and
+    the ``lab`` affines, whose names are kept. Other keys are kept, so that
+    loading reports them as unexpected.
+    """
+    converted = OrderedDict()
+    for key, value in state_dict.items():
+        new = re.sub(r'^stem\.(stem2[ab])\.conv\.1\.', r'stem.\1.conv.', key)
+        new = re.sub(r'^stages\.(\d+)\.downsample\.', r'stages.\1.0.', new)
+        match = re.match(r'stages\.(\d+)\.blocks\.(\d+)\.(.+)$', new)
+        if match:
+            stage, block, rest = int(match[1]), int(match[2]), match[3]
+            block += 1 if stage in downsample_stages else 0
+            rest = re.sub(r'^layers\.', 'convs.', rest)
+            rest = rest.replace('aggregation_squeeze_conv.', 'squeeze.')
+            rest = rest.replace('aggregation_excitation_conv.', 'excite.')
+            rest = rest.replace('aggregation.0.', 'squeeze.')
+            rest = rest.replace('aggregation.1.', 'excite.')
+            new = f'stages.{stage}.{block}.{rest}'
+        converted[new] = value
+    return converted
 
 
 def rename_official_key(key: str) -> Optional[str]:
@@ -142,7 +193,8 @@ def _num_decoder_layers(state_dict: Iterable[str],
 
 def convert_official_state_dict(
         official: Mapping[str, torch.Tensor]) -> Tuple[dict, dict]:
-    """Map an official RT-DETR or RT-DETRv2 state dict to ours.
+    """Map an official RT-DETR, RT-DETRv2, DEIM, D-FINE or DEIM-D-FINE
+    state dict to ours.
 
     Args:
         official (Mapping[str, Tensor]): The official model's state dict.
@@ -157,6 +209,20 @@ def convert_official_state_dict(
     """
     converted, dropped, unknown = {}, {}, []
     num_layers = _num_decoder_layers(official, 'decoder.dec_score_head.')
+    official = dict(official)
+    backbone = {k[len('backbone.'):]: official.pop(k)
+                for k in list(official) if k.startswith('backbone.')}
+    if is_official_hgnetv2_layout(backbone):
+        # HGNetv2 (RT-DETR-L / X, D-FINE): the backbone's own conversion,
+        # its down-sampling stages read from the keys.
+        downsample_stages = {int(m[1]) for k in backbone if (
+            m := re.match(r'stages\.(\d+)\.downsample\.', k))}
+        backbone = convert_official_hgnetv2(backbone, downsample_stages)
+        converted.update(
+            {f'backbone.{k}': v.float() if v.is_floating_point() else v
+             for k, v in backbone.items()})
+    else:
+        official.update({f'backbone.{k}': v for k, v in backbone.items()})
     for key, value in official.items():
         value = value.float() if value.is_floating_point() else value
         if key == 'decoder.denoising_class_embed.weight':
@@ -166,6 +232,10 @@ def convert_official_state_dict(
                 'padding row (padding_idx=num_classes) of the official '
                 'denoising embedding; mmdet\'s CdnQueryGenerator has no '
                 'padding entry')
+            continue
+        if re.match(r'decoder\.decoder\.(up|reg_scale)$', key):
+            dropped[key] = (f'the same parameter as {key[len("decoder."):]} '
+                            f'(D-FINE shares it)')
             continue
         if re.match(r'decoder\.(anchors|valid_mask)$', key) or \
                 re.match(r'encoder\.pos_embed\d+$', key):

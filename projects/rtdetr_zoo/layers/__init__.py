@@ -9,6 +9,8 @@ from .deformable_attention import \
     CPUFastMultiScaleDeformableAttention  # noqa: F401
 from .msdeform_attn_v2 import MultiScaleDeformableAttentionV2  # noqa: F401
 from .rtdetr_decoder import RTDETRTransformerDecoder  # noqa: F401
+from .fdr_decoder import (DFINETransformerDecoder,  # noqa: F401
+                          FDRDecoderLayer, FDRDeformableAttention)
 from .dysample import DySample  # noqa: F401
 from .retention import MaSA, RetentionBlock, RetentionStage  # noqa: F401
 from .msgdc import CCRI, MSGDC, MSGDCBottleneck  # noqa: F401

@@ -55,6 +55,8 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
 
     #: Scale of the offsets relative to the reference box size.
     offset_scale = 0.5
+    #: Whether the output is added to ``identity`` (the query by default).
+    residual = True
 
     def forward(self,
                 query: Tensor,
@@ -108,7 +110,7 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
             query (Tensor): (B, Q, C).
             value (Tensor, optional): (B, N, C), default ``query``.
             identity (Tensor, optional): Residual (B, Q, C), default
-                ``query``.
+                ``query`` (none without :attr:`residual`).
             query_pos (Tensor, optional): (B, Q, C) added to ``query``.
             key_padding_mask (Tensor, optional): (B, N) bool, True at
                 padding (its values are zeroed).
@@ -149,9 +151,9 @@ class CPUFastMultiScaleDeformableAttention(MultiScaleDeformableAttention):
                     weights[..., first_point:end_point]).sum(-1)
             output = term if output is None else output + term
             first_point = end_point
-        output = self.output_proj(
-            output.view(batch, self.embed_dims, num_query).transpose(1, 2))
-        return self.dropout(output) + identity
+        output = self.dropout(self.output_proj(
+            output.view(batch, self.embed_dims, num_query).transpose(1, 2)))
+        return output + identity if self.residual else output
 
     def sampling_locations(self, query: Tensor,
                            reference_points: Tensor) -> Tensor:

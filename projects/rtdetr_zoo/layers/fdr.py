@@ -200,9 +200,13 @@ class GatedFusion(nn.Module):
     def __init__(self, embed_dims: int) -> None:
         super().__init__()
         self.gate = nn.Linear(2 * embed_dims, 2 * embed_dims)
+        self.norm = nn.LayerNorm(embed_dims)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Both gates at 0.5: zero weight and bias."""
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
-        self.norm = nn.LayerNorm(embed_dims)
 
     def forward(self, query: Tensor, attended: Tensor) -> Tensor:
         """The gated sum of the query and the cross-attention output."""

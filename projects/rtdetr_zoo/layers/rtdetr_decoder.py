@@ -1,7 +1,9 @@
 """The RT-DETR transformer decoder (Zhao et al., CVPR 2024, Sec. 4.3)."""
 import torch
+from torch import nn
 
-from mmdet.models.layers import DeformableDetrTransformerDecoder
+from mmdet.models.layers import (DeformableDetrTransformerDecoder,
+                                 DeformableDetrTransformerDecoderLayer)
 from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType
@@ -74,6 +76,9 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
                 f'decoder layers')
         self.eval_idx = eval_idx % num_layers
 
+    #: The class of the decoder layers.
+    layer_class = DeformableDetrTransformerDecoderLayer
+
     def _init_layers(self):
         # mmdet's layer builds mmcv's attention from ``cross_attn_cfg``: it
         # gets the arguments every deformable attention shares, then the
@@ -81,10 +86,11 @@ class RTDETRTransformerDecoder(DeformableDetrTransformerDecoder):
         layer_cfg = self.layer_cfg
         attn_cfg = dict(layer_cfg['cross_attn_cfg'])
         attn_type = attn_cfg.pop('type', CPUFastMultiScaleDeformableAttention)
-        self.layer_cfg = dict(layer_cfg, cross_attn_cfg={
+        shared_cfg = dict(layer_cfg, cross_attn_cfg={
             k: v for k, v in attn_cfg.items() if k in SHARED_ATTN_ARGS})
-        super()._init_layers()
-        self.layer_cfg = layer_cfg
+        self.layers = nn.ModuleList(
+            self.layer_class(**shared_cfg) for _ in range(self.num_layers))
+        self.embed_dims = self.layers[0].embed_dims
         for layer in self.layers:
             layer.cross_attn_cfg = layer_cfg['cross_attn_cfg']
             layer.cross_attn = MODELS.build(dict(attn_cfg, type=attn_type))

@@ -16,6 +16,8 @@ class MatchedL1Loss(MatchedLoss):
         loss_weight (float): Defaults to 5.0 (RT-DETR).
     """
 
+    localization = True
+
     def __init__(self, loss_weight: float = 5.0) -> None:
         super().__init__(loss_weight)
 
@@ -36,6 +38,8 @@ class MatchedGIoULoss(MatchedLoss):
         eps (float): Clamp of the union and enclosing areas. Defaults to
             1e-6, mmdet's.
     """
+
+    localization = True
 
     def __init__(self, loss_weight: float = 2.0, eps: float = 1e-6) -> None:
         super().__init__(loss_weight)

@@ -3,11 +3,12 @@ takes: stacked decoder layers with their matches, and the normalisers."""
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor, nn
 
+from ..layers.fdr import box_to_distance
 from ..structures import GroundTruth, box_iou_giou
 
 
@@ -21,9 +22,35 @@ class AvgFactors:
             ranks only with ``sync_cls_avg_factor``, as in mmdet's DETR
             heads).
         boxes (float): of box losses.
+        distillation (tuple[float, float]): weights of the matched and the
+            unmatched query edges in D-FINE's distillation loss
+            (:class:`~rtdetr_zoo.losses.DecoupledDistillationFocalLoss`).
     """
     classification: float
     boxes: float
+    distillation: Tuple[float, float] = (1.0, 1.0)
+
+
+@dataclass(eq=False)
+class CornerDistributions:
+    """D-FINE's per-edge distributions of L stacked decoder layers (the
+    fine-grained distribution refinement,
+    :class:`~rtdetr_zoo.layers.DFINETransformerDecoder`).
+
+    Attributes:
+        corners (Tensor): (L, B, Q, 4 (reg_max + 1)) logits, edges (l, t, r,
+            b).
+        initial_boxes (Tensor): (B, Q, 4) the (detached) boxes the
+            distributions are decoded from, (cx, cy, w, h).
+        reg_max (int): Bins minus one.
+        up (Tensor), reg_scale (Tensor): (1, ) the weighting function's
+            parameters.
+    """
+    corners: Tensor
+    initial_boxes: Tensor
+    reg_max: int
+    up: Tensor
+    reg_scale: Tensor
 
 
 @dataclass(eq=False)
@@ -42,12 +69,15 @@ class MatchedPredictions:
             (B * Q) queries of each layer.
         gt_index (Tensor): (L, M) their ground truth in ``gt``.
         gt (GroundTruth): the batch's ground truth.
+        distributions (CornerDistributions, optional): the layers' FDR
+            distributions (D-FINE).
     """
     cls_scores: Tensor
     bbox_preds: Tensor
     query_index: Tensor
     gt_index: Tensor
     gt: GroundTruth
+    distributions: Optional[CornerDistributions] = None
     _iou_cache: Dict[float, Tuple[Tensor, Tensor]] = field(
         default_factory=dict, repr=False)
 
@@ -84,6 +114,29 @@ class MatchedPredictions:
         return labels.scatter_(1, self.query_index,
                                self.gt.labels[self.gt_index])
 
+    @cached_property
+    def matched_corners(self) -> Tensor:
+        """(L, M, 4, reg_max + 1) distribution logits of the matched
+        queries."""
+        corners = self.distributions.corners.flatten(1, 2)
+        corners = corners.gather(1, self.query_index[..., None].expand(
+            -1, -1, corners.size(-1)))
+        return corners.unflatten(-1, (4, -1))
+
+    @cached_property
+    def localization_targets(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """(L, M, 4) each: D-FINE's fine-grained localisation targets of
+        the matched queries' edges from their initial boxes
+        (:func:`~rtdetr_zoo.layers.fdr.box_to_distance`): the left bin,
+        the right bin's weight and the left bin's weight."""
+        dist = self.distributions
+        initial = dist.initial_boxes.flatten(0, 1)[self.query_index]
+        targets = box_to_distance(
+            initial.flatten(0, 1).detach(),
+            bbox_cxcywh_to_xyxy(self.target_boxes.flatten(0, 1)),
+            dist.reg_max, dist.reg_scale, dist.up)
+        return tuple(t.view(*self.query_index.shape, 4) for t in targets)
+
     def iou_giou(self, eps: float = 1e-6) -> Tuple[Tensor, Tensor]:
         """(L, M) IoU and GIoU of the matched boxes with their targets, in
         pixels of their image as mmdet's DETR heads compute them."""
@@ -106,6 +159,15 @@ class MatchedLoss(nn.Module, metaclass=ABCMeta):
     Args:
         loss_weight (float): Weight of the term.
     """
+
+    #: Computed on the union of the layers' matches when the criterion
+    #: has one (D-FINE's box and localisation losses).
+    localization = False
+    #: Needs the layers' ``distributions`` (D-FINE): not computed for a
+    #: part without them.
+    needs_distributions = False
+    #: The last layer is the teacher of the others and has no term.
+    teacher_last_layer = False
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
