@@ -1,16 +1,18 @@
 # D-FINE-S (Peng et al., ICLR 2025; official
-# configs/dfine/dfine_hgnetv2_s_coco.yml): HGNetv2-B0, D-FINE's encoder,
-# the 3-layer FDR decoder (_base_/models/dfine_hgnetv2_s.py,
-# _base_/models/dfine.py), on RT-DETRv2's 120-epoch COCO schedule.
+# configs/deim_dfine/dfine_hgnetv2_s_coco.yml): HGNetv2-B0, D-FINE's
+# encoder, the 3-layer FDR decoder (_base_/models/dfine_hgnetv2_s.py,
+# _base_/models/dfine.py), trained with D-FINE's recipe for 132 epochs,
+# strong augmentations and multi-scale until epoch 120, lr 2e-4 with the
+# backbone at 1e-4 (_base_/dfine_coco_setting.py).
 # Official release (48.5 AP on COCO val2017), converted on load:
 #   python tools/test.py configs/dfine_hgnetv2_s_coco.py \
 #       https://github.com/Peterande/storage/releases/download/dfinev1.0/dfine_s_coco.pth
 #   python tools/train.py configs/dfine_hgnetv2_s_coco.py
 _base_ = [
     './_base_/models/dfine_hgnetv2_s.py', './_base_/models/dfine.py',
-    './_base_/datasets/coco_detection.py',
-    './_base_/schedules/rtdetrv2_120e.py', './_base_/default_runtime.py'
+    './_base_/dfine_coco_setting.py'
 ]
 
-model = dict(_base_.dfine_model,
-             data_preprocessor=dict(batch_augments=None))
+# Merged into the inherited RT-DETR model, not a replacement (mmengine
+# merges a dict into the base's).
+model = _base_.dfine_model

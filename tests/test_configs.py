@@ -335,3 +335,209 @@ def test_deim_config_is_rtdetrv2_with_deim_changes(name):
     assert dataset.dataset.to_dict() == expected_dataset.to_dict()
     if not raccoon:
         assert deim.optim_wrapper.optimizer.lr == 2e-4
+
+
+# D-FINE and DEIM-D-FINE (configs/_base_/models/dfine.py): the official
+# HGNetv2 models (configs/deim_dfine/{dfine,deim}_hgnetv2_*_coco.yml of the
+# official DEIM code) and the zoo variants' twins.
+DFINE_FRAGMENT = osp.join(CONFIG_DIR, '_base_', 'models', 'dfine.py')
+# Each official config: epochs, the learning rate's (warm-up iterations,
+# flat_epoch, no_aug_epoch, lr_gamma), the policy (start, flat, stop), lr,
+# the backbone's weights' lr, weight decay, multi-scale training.
+# D-FINE: `lrsheduler: flatcosine`, lr_gamma 1, 500 warm-up iterations,
+# flat to the end (`flat_epoch: 4000000`, `no_aug_epoch: 0`); DEIM-D-FINE-N:
+# lr_gamma 1.0 with `flat_epoch: 7800` (past its end: here to the last
+# no_aug_epoch, the same constant lr). N: `base_size_repeat: ~`.
+DFINE_OFFICIAL = {
+    'dfine_hgnetv2_n_coco.py': (160, (500, 160, 0, 1.0), (0, 148, 148),
+                                8e-4, 4e-4, 1e-4, False),
+    'dfine_hgnetv2_s_coco.py': (132, (500, 132, 0, 1.0), (0, 120, 120),
+                                2e-4, 1e-4, 1e-4, True),
+    'dfine_hgnetv2_m_coco.py': (132, (500, 132, 0, 1.0), (0, 120, 120),
+                                2e-4, 2e-5, 1e-4, True),
+    'dfine_hgnetv2_l_coco.py': (80, (500, 80, 0, 1.0), (0, 72, 72),
+                                2.5e-4, 1.25e-5, 1.25e-4, True),
+    'dfine_hgnetv2_x_coco.py': (80, (500, 80, 0, 1.0), (0, 72, 72),
+                                2.5e-4, 2.5e-6, 1.25e-4, True),
+    'deim_dfine_hgnetv2_n_coco.py': (160, (2000, 148, 12, 1.0),
+                                     (4, 78, 148), 8e-4, 4e-4, 1e-4, False),
+    'deim_dfine_hgnetv2_s_coco.py': (132, (2000, 64, 12, 0.5),
+                                     (4, 64, 120), 4e-4, 2e-4, 1e-4, True),
+    'deim_dfine_hgnetv2_m_coco.py': (102, (2000, 49, 12, 0.5),
+                                     (4, 49, 90), 4e-4, 4e-5, 1e-4, True),
+    'deim_dfine_hgnetv2_l_coco.py': (58, (2000, 29, 8, 0.5), (4, 29, 50),
+                                     5e-4, 2.5e-5, 1.25e-4, True),
+    'deim_dfine_hgnetv2_x_coco.py': (58, (2000, 29, 8, 0.5), (4, 29, 50),
+                                     5e-4, 5e-6, 1.25e-4, True),
+}
+# Parameters of the official models (all, trainable), HGNetv2 built
+# without pretrained weights: D-FINE-L / X hold their frozen BatchNorm as
+# FrozenBatchNorm2d buffers and freeze the stem; `up` and `reg_scale` are
+# frozen parameters there.
+DFINE_OFFICIAL_NUM_PARAMS = {
+    'dfine_hgnetv2_n_coco.py': (3_782_693, 3_782_691),
+    'dfine_hgnetv2_s_coco.py': (10_321_877, 10_321_875),
+    'dfine_hgnetv2_m_coco.py': (19_590_064, 19_590_062),
+    'dfine_hgnetv2_l_coco.py': (31_244_152, 31_219_222),
+    'dfine_hgnetv2_x_coco.py': (62_621_560, 62_596_118),
+    'deim_dfine_hgnetv2_n_coco.py': (3_782_693, 3_782_691),
+    'deim_dfine_hgnetv2_s_coco.py': (10_321_877, 10_321_875),
+    'deim_dfine_hgnetv2_m_coco.py': (19_590_064, 19_590_062),
+    'deim_dfine_hgnetv2_l_coco.py': (31_289_848, 31_289_846),
+    'deim_dfine_hgnetv2_x_coco.py': (62_715_480, 62_715_478),
+}
+# Our D-FINE-L / X keep their frozen BatchNorm as parameters without
+# gradient.
+DFINE_FROZEN_NORM_PARAMS = {
+    'dfine_hgnetv2_l_coco.py': 45_696, 'dfine_hgnetv2_x_coco.py': 93_920}
+# The twins: each is an RT-DETR config's model with `dfine_model` (or
+# `deim_dfine_model`) merged, on D-FINE-S's (DEIM-D-FINE-S's) schedule.
+DFINE_TWINS = {
+    'dfine_rmt_t.py': 'rtdetr_rmt_t.py',
+    'dfine_mnv4_conv_s_bifpn.py': 'rtdetr_mnv4_conv_s_bifpn.py',
+    'dfine_r18vd_dysample.py': 'rtdetr_r18vd_dysample.py',
+    'dfine_riformer_s12.py': 'rtdetr_riformer_s12.py',
+    'dfine_bhvit.py': 'rtdetr_bhvit.py',
+    'dfine_r18vd.py': 'rtdetr_r18vd_coco.py',
+    'dfine_r18vd_raccoon.py': 'rtdetr_r18vd_raccoon.py',
+}
+DFINE_TWINS.update({f'deim_{k}': v for k, v in DFINE_TWINS.items()})
+
+
+def test_dfine_configs_found():
+    assert sorted([*DFINE_TWINS, *DFINE_OFFICIAL]) == sorted(
+        c for c in TOP_LEVEL if c.startswith(('dfine_', 'deim_dfine_')))
+
+
+@pytest.mark.parametrize('name', sorted(DFINE_TWINS))
+def test_dfine_twin_is_rtdetr_with_dfine_changes(name):
+    """No drift: the model is its RT-DETR twin's with exactly the changes of
+    _base_/models/dfine.py (D-FINE's decoder on the twin's three levels,
+    head, criterion and denoising; DEIM-D-FINE's activations, MAL, trained
+    backbone BatchNorm and batch mixup); the schedule is D-FINE-S's or
+    DEIM-D-FINE-S's (the raccoon twins: the raccoon setting, and DEIM's
+    CPU-sized recipe)."""
+    twin, base = load_config(name), load_config(DFINE_TWINS[name])
+    fragment = Config.fromfile(DFINE_FRAGMENT)
+    deim = name.startswith('deim_')
+    raccoon = 'raccoon' in name
+    expected = copy.deepcopy(base.model)
+    expected.merge(fragment.deim_dfine_model if deim else
+                   fragment.dfine_model)
+    if deim and raccoon:  # the raccoon setting's sizes
+        expected.data_preprocessor.batch_augments[1].random_size_range = (
+            256, 384)
+    assert twin.model.to_dict() == expected.to_dict()
+    model = twin.model
+    assert (model.type, model.bbox_head.type) == ('DFINE', 'DFINEHead')
+    attn = model.decoder.layer_cfg.cross_attn_cfg
+    assert attn.type == 'FDRDeformableAttention'
+    assert len(attn.num_points) == model.num_feature_levels == 3
+    cls = 'mal' if deim else 'cls'
+    assert set(model.bbox_head.criterion.losses) == {
+        cls, 'bbox', 'iou', 'fgl', 'ddf'}
+
+    epochs = twin.train_cfg.max_epochs
+    [policy] = [h for h in twin.custom_hooks
+                if h.type == 'StopAugmentationHook'] or [None]
+    [scheduler] = twin.param_scheduler
+    if raccoon and not deim:  # the raccoon setting (the raccoon test)
+        assert policy is None and scheduler.type == 'LinearLR'
+        return
+    assert scheduler.type == 'FlatCosineLR'
+    if deim:
+        flat, no_aug = (6, 1) if raccoon else (64, 12)
+        assert epochs == (10 if raccoon else 132)
+        assert (scheduler.warmup_iters, scheduler.flat_epoch,
+                scheduler.no_aug_epoch, scheduler.lr_gamma) == (
+            40 if raccoon else 2000, flat, no_aug, 0.5)
+        assert (policy.start_epoch, policy.flat_epoch, policy.stop_epoch) == (
+            1 if raccoon else 4, flat, epochs - no_aug)
+        assert twin.train_dataloader.dataset.type == 'MultiImageMixDataset'
+    else:
+        assert epochs == 132 and policy.stop_epoch == 120
+        assert (scheduler.warmup_iters, scheduler.flat_epoch,
+                scheduler.no_aug_epoch, scheduler.lr_gamma) == (
+            500, 132, 0, 1.0)
+        assert twin.train_dataloader.dataset.pipeline == \
+            base.train_dataloader.dataset.pipeline
+    assert scheduler.end == epochs
+    if not raccoon:
+        lr = twin.optim_wrapper.optimizer.lr
+        assert lr == (4e-4 if deim else 2e-4)
+        [backbone_group] = [
+            g for g in twin.optim_wrapper.paramwise_cfg.groups
+            if g.pattern.startswith(r'^backbone\.')]
+        full_lr = name.endswith(('_bhvit.py', '_r18vd.py',
+                                 '_r18vd_dysample.py'))
+        assert backbone_group.lr == (lr if full_lr else lr / 2)
+        [ema] = [h for h in twin.custom_hooks if h.type == 'EMAHook']
+        assert (ema.momentum, ema.gamma) == (1e-4, 1000)
+
+
+@pytest.mark.parametrize('name', sorted(DFINE_OFFICIAL))
+def test_dfine_official_schedule(name):
+    """The official D-FINE / DEIM-D-FINE schedule of each size: epochs, the
+    flat-cosine learning rate, the augmentation policy (DEIM: mosaic and
+    mixup from `start` until `flat`), the optimizer's lr and weight decay,
+    the EMA's 1000-step ramp and the multi-scale training."""
+    cfg = load_config(name)
+    epochs, (warmup, flat, no_aug, gamma), (start, policy_flat, stop), lr, \
+        backbone_lr, weight_decay, multi_scale = DFINE_OFFICIAL[name]
+    deim = name.startswith('deim_')
+    assert cfg.train_cfg.max_epochs == epochs
+    [scheduler] = cfg.param_scheduler
+    assert (scheduler.type, scheduler.warmup_iters, scheduler.flat_epoch,
+            scheduler.no_aug_epoch, scheduler.lr_gamma, scheduler.end) == (
+        'FlatCosineLR', warmup, flat, no_aug, gamma, epochs)
+    [policy] = [h for h in cfg.custom_hooks
+                if h.type == 'StopAugmentationHook']
+    assert (policy.get('start_epoch', 0),
+            policy.get('flat_epoch', policy.stop_epoch),
+            policy.stop_epoch) == (start, policy_flat, stop)
+    [ema] = [h for h in cfg.custom_hooks if h.type == 'EMAHook']
+    assert (ema.momentum, ema.gamma) == (1e-4, 1000)
+    optimizer = cfg.optim_wrapper.optimizer
+    assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == (
+        'AdamW', lr, weight_decay)
+    assert cfg.optim_wrapper.clip_grad.max_norm == 0.1
+    [backbone_group] = [g for g in cfg.optim_wrapper.paramwise_cfg.groups
+                        if g.pattern.startswith(r'^backbone\.')]
+    assert backbone_group.lr == backbone_lr
+    augments = [a.type for a in
+                cfg.model.data_preprocessor.batch_augments or []]
+    assert augments == (['BatchRollMixup'] if deim else []) + (
+        ['BatchSyncRandomResize'] if multi_scale else [])
+    # 32 images per batch (N: 128), 8 GPUs.
+    batch = 128 if '_n_' in name else 32
+    assert cfg.train_dataloader.batch_size * 8 == batch
+    assert cfg.auto_scale_lr.base_batch_size == batch
+    assert (cfg.train_dataloader.dataset.type == 'MultiImageMixDataset') \
+        == deim
+
+
+@pytest.mark.parametrize('name', sorted(DFINE_OFFICIAL))
+def test_dfine_official_model_size(name):
+    """The official model's parameters less the denoising embedding's
+    padding row and the two frozen scalars (buffers here), and exactly its
+    trainable ones (D-FINE-L / X: the stem frozen, the frozen BatchNorm held
+    as parameters without gradient). N has two levels of width 128 without
+    input projections; X projects its 384-channel levels and decodes with
+    reg_scale 8."""
+    size = re.search(r'_hgnetv2_(\w)_coco', name)[1]
+    width = 128 if size == 'n' else 256
+    official, official_trainable = DFINE_OFFICIAL_NUM_PARAMS[name]
+    model = build_detector_from_config(name)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert total == official - width - 2 + DFINE_FROZEN_NORM_PARAMS.get(
+        name, 0)
+    assert trainable == official_trainable - width
+    assert model.embed_dims == width
+    assert len(model.input_proj) == (2 if size == 'n' else 3)
+    assert all(isinstance(p, torch.nn.Identity) for p in model.input_proj) \
+        == (size != 'x')
+    assert float(model.decoder.reg_scale) == (8.0 if size == 'x' else 4.0)
+    stem_frozen = size in 'lx' and not name.startswith('deim_')
+    assert all(p.requires_grad != stem_frozen
+               for p in model.backbone.stem.parameters())

@@ -163,6 +163,30 @@ def test_deim_export_matches_pytorch(name, tmp_path):
         assert any(n.startswith('backbone') for n in info['deployed'])
 
 
+# D-FINE and DEIM-D-FINE: the S release configs and every zoo twin.
+DFINE_EXPORTS = [
+    f'{recipe}_{variant}.py' for recipe in ('dfine', 'deim_dfine')
+    for variant in ('hgnetv2_s_coco', 'r18vd', 'r18vd_dysample', 'rmt_t',
+                    'mnv4_conv_s_bifpn', 'riformer_s12', 'bhvit')
+]
+
+
+@pytest.mark.parametrize('name', DFINE_EXPORTS)
+def test_dfine_export_matches_pytorch(name, tmp_path):
+    """D-FINE's FDR decoder (the distributions integrated to boxes, the
+    LQE-corrected scores of the last layer) exports and ONNX Runtime
+    reproduces ``model.predict`` on a non-square image. RIFormer is
+    exported re-parameterised."""
+    torch.manual_seed(0)
+    model = load_detector(osp.join(REPO_ROOT, 'configs', name), None,
+                          copy.deepcopy(TINY))
+    assert len(model.bbox_head.lqe_layers) == 1
+    info = export_and_check_parity(model, (96, 128),
+                                   str(tmp_path / 'model.onnx'))
+    if 'riformer' in name:
+        assert any(n.startswith('backbone') for n in info['deployed'])
+
+
 def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):
     """The CLI on a non-square size that is not a multiple of 32 (padding
     inside the graph), with a dynamic batch, onnxsim and --check."""

@@ -41,6 +41,46 @@ OFFICIAL.update({
                               ('r50vd_m_60e_coco', 2e-5),
                               ('r101vd_60e_coco', 2e-6)]
 })
+# The official D-FINE and DEIM-D-FINE configs (DEIM,
+# configs/deim_dfine/{dfine,deim}_hgnetv2_*_coco.yml), as their regexes act
+# on the official parameter names: D-FINE's
+# '^(?=.*backbone)(?!.*norm|bn).*$' takes the whole backbone, BatchNorm
+# included (its norms are named `bn`), at the backbone lr with weight decay;
+# N, S, M no decay on the other norms and biases, L, X on the other norms
+# only (their backbone BatchNorm is frozen); DEIM-D-FINE-S, M the backbone's
+# weights at the backbone lr and no decay on any norm; DEIM-D-FINE-N as
+# D-FINE-N; DEIM-D-FINE-L, X D-FINE's patterns, now with the backbone's
+# BatchNorm trained.
+
+
+def _dfine_kinds(lr, backbone_lr, weight_decay, kind):
+    default, no_decay = (lr, weight_decay), (lr, 0.0)
+    backbone = (backbone_lr, weight_decay)
+    if kind == 'deim':
+        return dict(backbone=backbone, backbone_norm=no_decay,
+                    norm=no_decay, bias=default, weight=default)
+    kinds = dict(backbone=backbone, backbone_norm=backbone, norm=no_decay,
+                 bias=no_decay if kind == 'biases' else default,
+                 weight=default)
+    if kind == 'frozen_norm':
+        del kinds['backbone_norm']
+    return kinds
+
+
+OFFICIAL.update({
+    name: _dfine_kinds(*options) for name, options in [
+        ('dfine_hgnetv2_n_coco', (8e-4, 4e-4, 1e-4, 'biases')),
+        ('dfine_hgnetv2_s_coco', (2e-4, 1e-4, 1e-4, 'biases')),
+        ('dfine_hgnetv2_m_coco', (2e-4, 2e-5, 1e-4, 'biases')),
+        ('dfine_hgnetv2_l_coco', (2.5e-4, 1.25e-5, 1.25e-4, 'frozen_norm')),
+        ('dfine_hgnetv2_x_coco', (2.5e-4, 2.5e-6, 1.25e-4, 'frozen_norm')),
+        ('deim_dfine_hgnetv2_n_coco', (8e-4, 4e-4, 1e-4, 'biases')),
+        ('deim_dfine_hgnetv2_s_coco', (4e-4, 2e-4, 1e-4, 'deim')),
+        ('deim_dfine_hgnetv2_m_coco', (4e-4, 4e-5, 1e-4, 'deim')),
+        ('deim_dfine_hgnetv2_l_coco', (5e-4, 2.5e-5, 1.25e-4, 'norms')),
+        ('deim_dfine_hgnetv2_x_coco', (5e-4, 5e-6, 1.25e-4, 'norms')),
+    ]
+})
 NORM_LAYERS = (_NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
 
 
@@ -74,9 +114,9 @@ def _wrapper(model, groups):
 @pytest.mark.parametrize('name', sorted(OFFICIAL))
 def test_config_groups_give_the_official_lr_and_decay(name):
     """The optimizer a config builds (its schedule and
-    _base_/schedules/rtdetrv2_param_groups.py) gives every trainable
-    parameter the official learning rate and weight decay of its kind, and
-    puts each in one group (frozen ones in none)."""
+    _base_/schedules/{rtdetrv2,deim,dfine}_param_groups.py) gives every
+    trainable parameter the official learning rate and weight decay of its
+    kind, and puts each in one group (frozen ones in none)."""
     model = build_detector_from_config(name)
     groups = build_optim_wrapper(
         model, load_config(name).optim_wrapper).optimizer.param_groups

@@ -209,20 +209,20 @@ def convert_official_state_dict(
     """
     converted, dropped, unknown = {}, {}, []
     num_layers = _num_decoder_layers(official, 'decoder.dec_score_head.')
-    official = dict(official)
-    backbone = {k[len('backbone.'):]: official.pop(k)
-                for k in list(official) if k.startswith('backbone.')}
+    backbone = {k[len('backbone.'):]: v for k, v in official.items()
+                if k.startswith('backbone.')}
     if is_official_hgnetv2_layout(backbone):
         # HGNetv2 (RT-DETR-L / X, D-FINE): the backbone's own conversion,
-        # its down-sampling stages read from the keys.
+        # its down-sampling stages read from the keys; its tensors come
+        # first, as in the official state dict.
         downsample_stages = {int(m[1]) for k in backbone if (
             m := re.match(r'stages\.(\d+)\.downsample\.', k))}
         backbone = convert_official_hgnetv2(backbone, downsample_stages)
         converted.update(
             {f'backbone.{k}': v.float() if v.is_floating_point() else v
              for k, v in backbone.items()})
-    else:
-        official.update({f'backbone.{k}': v for k, v in backbone.items()})
+        official = {k: v for k, v in official.items()
+                    if not k.startswith('backbone.')}
     for key, value in official.items():
         value = value.float() if value.is_floating_point() else value
         if key == 'decoder.denoising_class_embed.weight':
