@@ -187,6 +187,19 @@ def test_dfine_export_matches_pytorch(name, tmp_path):
         assert any(n.startswith('backbone') for n in info['deployed'])
 
 
+def test_dfine_tensor_mode_counts_flops():
+    """mmdet's ``mode='tensor'`` (what the FLOPs counter traces) runs the
+    D-FINE head on every decoder output: the counted GFLOPs of D-FINE-S at
+    320x320 are a quarter of those at 640x640 (up to the fixed decoder
+    part)."""
+    from rtdetr_zoo.analysis import config_complexity
+    config = osp.join(REPO_ROOT, 'configs', 'dfine_hgnetv2_s_coco.py')
+    small = config_complexity(config, shape=(320, 320), cfg_options=TINY)
+    large = config_complexity(config, shape=(640, 640), cfg_options=TINY)
+    assert small['params'] == large['params'] > 5e6
+    assert 0.2 < small['flops'] / large['flops'] < 0.3
+
+
 def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):
     """The CLI on a non-square size that is not a multiple of 32 (padding
     inside the graph), with a dynamic batch, onnxsim and --check."""

@@ -74,13 +74,16 @@ class DFINEHead(RTDETRHead):
             constant_init(lqe.reg_conf.layers[-1], 0, bias=0)
 
     def forward(self, hidden_states: Tensor, bbox_preds: Tensor,
-                corners: Tensor) -> Tuple[Tensor, Tensor]:
+                corners: Tensor, **kwargs) -> Tuple[Tensor, Tensor]:
         """Class logits of the decoder's layers, with the LQE.
 
         Args:
             hidden_states (Tensor): (n, B, Q, d).
             bbox_preds (Tensor): (n, B, Q, 4) the decoder's boxes.
             corners (Tensor): (n, B, Q, 4 (reg_max + 1)).
+            **kwargs: the decoder's other outputs (``initial_boxes``,
+                ``pre_boxes``, ``up``, ``reg_scale``), which only the loss
+                reads; mmdet's ``mode='tensor'`` passes them all.
 
         Returns:
             tuple[Tensor, Tensor]: logits (n, B, Q, C) and the boxes
