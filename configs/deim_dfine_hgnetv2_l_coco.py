@@ -3,7 +3,7 @@
 # (_base_/models/dfine_hgnetv2_l.py) with DEIM's decoder activations and
 # MAL (_base_/models/dfine.py `deim_dfine_model`), the backbone fully
 # trained (DEIM's `freeze_at: -1`, `freeze_norm: False`), dense one-to-one
-# matching and the flat-cosine schedule (_base_/deim_dfine_coco_setting.py)
+# matching and the flat-cosine schedule (_base_/deim_dfine_58e_setting.py)
 # for 58 epochs, flat until epoch 29, the last 8 without strong
 # augmentations, policy [4, 29, 50], lr 5e-4 with the backbone at 2.5e-5,
 # weight decay 1.25e-4.
@@ -14,20 +14,10 @@
 #   python tools/train.py configs/deim_dfine_hgnetv2_l_coco.py
 _base_ = [
     './_base_/models/dfine_hgnetv2_l.py', './_base_/models/dfine.py',
-    './_base_/deim_dfine_coco_setting.py'
+    './_base_/deim_dfine_58e_setting.py'
 ]
 
 model = dict(_base_.deim_dfine_model,
              backbone=dict(_base_.deim_dfine_model.backbone,
                            norm_cfg=dict(type='BN', requires_grad=True)))
 optim_wrapper = _base_.deim_dfine_l_optim_wrapper
-
-max_epochs = 58
-flat_epoch = 29
-no_aug_epoch = 8
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(_base_.param_scheduler[0], flat_epoch=flat_epoch,
-                        no_aug_epoch=no_aug_epoch, end=max_epochs)]
-custom_hooks = [_base_.custom_hooks[0],
-                dict(_base_.custom_hooks[1], flat_epoch=flat_epoch,
-                     stop_epoch=max_epochs - no_aug_epoch)]

@@ -3,7 +3,7 @@
 # (_base_/models/dfine_hgnetv2_x.py, `reg_scale: 8`) with DEIM's decoder
 # activations and MAL (_base_/models/dfine.py `deim_dfine_model`), the
 # backbone fully trained, dense one-to-one matching and the flat-cosine
-# schedule (_base_/deim_dfine_coco_setting.py) for 58 epochs, flat until
+# schedule (_base_/deim_dfine_58e_setting.py) for 58 epochs, flat until
 # epoch 29, the last 8 without strong augmentations, policy [4, 29, 50],
 # lr 5e-4 with the backbone at 5e-6, weight decay 1.25e-4.
 # Official release (56.5 AP on COCO val2017), a Google Drive file
@@ -13,7 +13,7 @@
 #   python tools/train.py configs/deim_dfine_hgnetv2_x_coco.py
 _base_ = [
     './_base_/models/dfine_hgnetv2_x.py', './_base_/models/dfine.py',
-    './_base_/deim_dfine_coco_setting.py'
+    './_base_/deim_dfine_58e_setting.py'
 ]
 
 model = dict(_base_.deim_dfine_model,
@@ -21,13 +21,3 @@ model = dict(_base_.deim_dfine_model,
                            norm_cfg=dict(type='BN', requires_grad=True)),
              decoder=dict(_base_.deim_dfine_model.decoder, reg_scale=8.0))
 optim_wrapper = _base_.deim_dfine_x_optim_wrapper
-
-max_epochs = 58
-flat_epoch = 29
-no_aug_epoch = 8
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(_base_.param_scheduler[0], flat_epoch=flat_epoch,
-                        no_aug_epoch=no_aug_epoch, end=max_epochs)]
-custom_hooks = [_base_.custom_hooks[0],
-                dict(_base_.custom_hooks[1], flat_epoch=flat_epoch,
-                     stop_epoch=max_epochs - no_aug_epoch)]

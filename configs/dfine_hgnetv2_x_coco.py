@@ -3,7 +3,7 @@
 # BatchNorm frozen), D-FINE's encoder at width 384, the 6-layer FDR decoder
 # with `reg_scale: 8` (_base_/models/dfine_hgnetv2_x.py,
 # _base_/models/dfine.py), trained with D-FINE's recipe
-# (_base_/dfine_coco_setting.py) for 80 epochs, strong augmentations and
+# (_base_/dfine_80e_setting.py) for 80 epochs, strong augmentations and
 # multi-scale until epoch 72, lr 2.5e-4 with the backbone at 2.5e-6, weight
 # decay 1.25e-4 (its EMA restart at epoch 72 at 0.9998 is not expressed:
 # see the setting).
@@ -13,16 +13,9 @@
 #   python tools/train.py configs/dfine_hgnetv2_x_coco.py
 _base_ = [
     './_base_/models/dfine_hgnetv2_x.py', './_base_/models/dfine.py',
-    './_base_/dfine_coco_setting.py'
+    './_base_/dfine_80e_setting.py'
 ]
 
 model = dict(_base_.dfine_model,
              decoder=dict(_base_.dfine_model.decoder, reg_scale=8.0))
 optim_wrapper = _base_.dfine_x_optim_wrapper
-
-max_epochs = 80
-train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [dict(_base_.param_scheduler[0], flat_epoch=max_epochs,
-                        end=max_epochs)]
-custom_hooks = [_base_.custom_hooks[0],
-                dict(_base_.custom_hooks[1], stop_epoch=72)]
