@@ -83,6 +83,7 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 import rtdetr_zoo  # noqa: F401  (before transformers: README.md)
+from rtdetr_zoo.deploy.riformer_reparam import count_params
 from rtdetr_zoo.analysis import (BACKENDS, build_model, make_inputs,
                                  time_alternately, timed)
 
@@ -199,11 +200,6 @@ class HFRunner:
                 outputs, threshold=0.0, target_sizes=self.target_sizes)
 
 
-def num_params(model: nn.Module) -> int:
-    """Parameters of ``model`` (shared ones once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def hf_speed(size: str, logger, warmup: int = 3, iters: int = 20,
              deploy: bool = False,
              cfg_options: Optional[dict] = None) -> dict:
@@ -220,7 +216,7 @@ def hf_speed(size: str, logger, warmup: int = 3, iters: int = 20,
     ours = build_model(osp.join(REPO_ROOT, config), 'detector', cfg_options)
     torch.manual_seed(0)
     hf = DFineForObjectDetection(hf_config(size)).eval()
-    params_ours, params_hf = num_params(ours), num_params(hf)
+    params_ours, params_hf = count_params(ours), count_params(hf)
     official = OFFICIAL_NUM_PARAMS[size]
     d_model = hf.config.d_model
     logger.info(f'params: ours {params_ours:,}, HF {params_hf:,}, official '
