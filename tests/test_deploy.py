@@ -25,7 +25,7 @@ from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
 from rtdetr_zoo.layers import RepVGGBlock
 from tools.analysis.model_zoo_table import (MARKERS, model_zoo_table,
                                             raccoon_twin,
-                                            read_convergence_run,
+                                            read_convergence_run, render,
                                             write_between_markers)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -365,6 +365,25 @@ def test_model_zoo_table(tmp_path):
     second = [cell.strip() for cell in lines[3].strip('|').split('|')]
     assert second[6].endswith('x') and second[7].endswith('x')
     assert 'Table generated in' in table and 'alternating' in table
+
+
+def test_model_zoo_table_without_runs_has_no_run_columns():
+    """A table made without ``--runs-dir`` (a speed-only table) has no
+    raccoon columns and its footnote names no runs folder."""
+    rows = [dict(config=f'configs/{name}.py', backbone='ResNetVd-18',
+                 params=20e6, flops=28e9, eager=eager, ort=ort, run=None)
+            for name, eager, ort in (('a', 500., 400.), ('b', 250., 100.))]
+    table = render(rows, (640, 640), (640, 640), 2, 5, 2, None, 60.)
+    header = table.splitlines()[0]
+    assert 'raccoon' not in header and 'run' not in header.split('|')
+    assert header.endswith('| ORT vs ref | blog figure |')
+    second = [c.strip() for c in table.splitlines()[3].strip('|').split('|')]
+    assert second == ['`b.py`', 'ResNetVd-18', '20.00', '28.0', '250', '100',
+                      '0.50x', '0.25x', '–']
+    assert 'None' not in table and 'Raccoon columns' not in table
+    with_runs = render(rows, (640, 640), (640, 640), 2, 5, 2, 'runs', 60.)
+    assert '| raccoon mAP | raccoon AP50 | train loss | run |' in with_runs
+    assert 'raccoon twin in `runs`' in with_runs
 
 
 @pytest.mark.parametrize('argv, message', [

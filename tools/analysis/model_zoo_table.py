@@ -60,6 +60,9 @@ from rtdetr_zoo.apis import load_config
 COLUMNS = ('config', 'backbone', 'params (M)', 'GFLOPs', 'eager (ms)',
            'ORT (ms)', 'eager vs ref', 'ORT vs ref', 'raccoon mAP',
            'raccoon AP50', 'train loss', 'run', 'blog figure')
+# The columns of the convergence runs, left out of a table made without
+# ``--runs-dir``.
+RUN_COLUMNS = ('raccoon mAP', 'raccoon AP50', 'train loss', 'run')
 # What the Ultralytics-based blog posts the variants come from (each
 # variant's page in docs/ names its post) print for a variant: parameter
 # counts of the whole 1-class model (Ultralytics GFLOPs count 2 per
@@ -173,11 +176,12 @@ def backbone_name(config: str) -> str:
     return backbone['type']
 
 
-def format_row(row: dict, reference: dict) -> str:
+def format_row(row: dict, reference: dict, with_runs: bool = True) -> str:
     """One markdown row of :data:`COLUMNS` from a measured ``row`` dict
     (``config``, ``backbone``, ``params``, ``flops``, ``eager``, ``ort``,
     ``run``; ``None`` = not measured, shown as an en dash) and the
-    reference row (for the ratio columns)."""
+    reference row (for the ratio columns); without the
+    :data:`RUN_COLUMNS` unless ``with_runs``."""
 
     def num(value, fmt):
         return '–' if value is None else format(value, fmt)
@@ -195,7 +199,7 @@ def format_row(row: dict, reference: dict) -> str:
         maps = ' / '.join(f'{100 * m:.1f}' for _, m, _ in run['evals'])
         ap50s = ' / '.join(f'{100 * a:.1f}' for _, _, a in run['evals'])
         losses = f'{run["first_loss"]:.1f} → {run["loss"]:.1f}'
-    return '| ' + ' | '.join([
+    cells = [
         f'`{osp.basename(row["config"])}`', row['backbone'],
         num(row['params'] and row['params'] / 1e6, '.2f'),
         num(row['flops'] and row['flops'] / 1e9, '.1f'),
@@ -203,7 +207,10 @@ def format_row(row: dict, reference: dict) -> str:
         ratio('ort'),
         maps, ap50s, losses, done,
         BLOG_FIGURES.get(osp.basename(row['config']), '–')
-    ]) + ' |'
+    ]
+    return '| ' + ' | '.join(
+        cell for cell, column in zip(cells, COLUMNS)
+        if with_runs or column not in RUN_COLUMNS) + ' |'
 
 
 def render(rows: List[dict], shape: Tuple[int, int],
@@ -213,10 +220,19 @@ def render(rows: List[dict], shape: Tuple[int, int],
     footnote."""
     height, width = shape
     fh, fw = flops_shape
+    columns = [column for column in COLUMNS
+               if runs_dir or column not in RUN_COLUMNS]
+    runs = (
+        f'Raccoon columns: the run of the config\'s raccoon twin in '
+        f'`{runs_dir}` (`bash tools/analysis/convergence_runs.sh '
+        f'configs/<twin>.py`): COCO bbox mAP / AP50 (%) of every '
+        f'evaluation (epoch 5 / epoch 10) on the 40 validation images, mean '
+        f'training loss of the first and the last epoch, epochs and wall '
+        f'time. ') if runs_dir else ''
     lines = [
-        '| ' + ' | '.join(COLUMNS) + ' |',
-        '|' + '---|' * len(COLUMNS),
-        *(format_row(row, rows[0]) for row in rows), '',
+        '| ' + ' | '.join(columns) + ' |',
+        '|' + '---|' * len(columns),
+        *(format_row(row, rows[0], bool(runs_dir)) for row in rows), '',
         f'Params and GFLOPs (multiply-adds, mmengine counter) at {fh}x{fw} '
         f'for the model as configured (80 classes, random weights). CPU '
         f'latency: median of {iters} rounds (after {warmup} warm-up) in '
@@ -225,13 +241,7 @@ def render(rows: List[dict], shape: Tuple[int, int],
         f'eager = PyTorch `model.predict`, ORT = ONNX Runtime on the '
         f'end-to-end graph of `tools/deploy/export_onnx.py`; "vs ref" = '
         f'median / the median of `{osp.basename(rows[0]["config"])}`. '
-        f'Raccoon columns: the run of the config\'s raccoon twin in '
-        f'`{runs_dir}` (`bash tools/analysis/convergence_runs.sh '
-        f'configs/<twin>.py`): COCO bbox mAP / AP50 (%) of every '
-        f'evaluation (epoch 5 / epoch 10) on the 40 validation images, mean '
-        f'training loss of the first and the last epoch, epochs and wall '
-        f'time. Table generated in '
-        f'{seconds / 60:.1f} min.'
+        f'{runs}Table generated in {seconds / 60:.1f} min.'
     ]
     return '\n'.join(lines) + '\n'
 
@@ -297,7 +307,7 @@ def model_zoo_table(configs: Sequence[str],
     for row in rows:
         row['eager'] = latency[row['config']]['pytorch']
         row['ort'] = latency[row['config']].get('onnxruntime')
-        logger.info(format_row(row, rows[0]))
+        logger.info(format_row(row, rows[0], bool(runs_dir)))
     table = render(rows, shape, flops_shape, warmup, iters,
                    torch.get_num_threads(), runs_dir,
                    time.perf_counter() - started)
