@@ -54,7 +54,9 @@ def test_dfine_s_backbone_and_encoder_equal_the_official():
     """The fixture's official backbone and encoder keys load into
     HGNetv2-B0 and the D-FINE encoder options without a missing or
     unexpected key, and the three encoder outputs of both images equal
-    the official ones to 1e-4 (the features reach |21|)."""
+    the official ones to 1e-4 plus 1e-5 relative (the features reach |21|;
+    float32 rounding, which moves with the thread count, reaches 1.2e-4
+    on a feature of 6.7 with one thread)."""
     fixture = read_checkpoint(OFFICIAL_DFINE_FIXTURE)
     state = {key: value.float() if value.is_floating_point() else value
              for key, value in fixture['state_dict'].items()}
@@ -71,4 +73,4 @@ def test_dfine_s_backbone_and_encoder_equal_the_official():
         feats = neck(backbone(fixture['images_u8'].float() / 255))
     for ours, official in zip(feats, fixture['default']['encoder_feats']):
         torch.testing.assert_close(ours, official.float(), atol=1e-4,
-                                   rtol=0)
+                                   rtol=1e-5)

@@ -208,8 +208,11 @@ def test_every_loss_term_equals_the_official_v2_criterion(
     Flipping those ulps makes it match all 21 terms to 4e-7. Ours equals
     the official run on the same machine to 4.4e-7 (contiguous layout),
     with the same pixels sampled in every layer. So the discrete terms are
-    held to what the fixture can support: 1e-3 for the matching and encoder
-    terms, 6e-2 for the denoising ones.
+    held to what the fixture can support: 1e-4 for the box terms of the
+    matched queries and the encoder, 3e-3 for their classification terms
+    (the thread count alone moves ``d0.loss_cls`` by 2e-3 and its box
+    terms by 7e-6: one flipped rounding samples another pixel, which moves
+    the logits more than the boxes), 6e-2 for the denoising ones.
     """
     model = build_detector_from_config(CONFIGS[method], small=False, **NOISE)
     load_checkpoint(model, official_file, map_location='cpu')
@@ -230,5 +233,5 @@ def test_every_loss_term_equals_the_official_v2_criterion(
     for key, value in losses.items():
         reference = float(expected[official_name(key)])
         tolerance = 1e-4 if method == 'default' else \
-            6e-2 if 'dn_' in key else 1e-3
+            6e-2 if 'dn_' in key else 3e-3 if 'loss_cls' in key else 1e-4
         assert float(value) == pytest.approx(reference, rel=tolerance), key
