@@ -24,8 +24,6 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from rtdetr_zoo.apis import draw_predictions
-
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -59,6 +57,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    # Imported after the checks, so that a wrong path fails in a second.
+    from rtdetr_zoo.apis import draw_predictions
     outputs = draw_predictions(args.inputs, args.config, args.checkpoint,
                                args.out_dir, args.score_thr, args.device,
                                args.cfg_options, bf16=args.bf16)

@@ -23,6 +23,8 @@ from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
                                create_ort_session, export_onnx, run_ort,
                                switch_to_deploy, torch_predict)
 from rtdetr_zoo.layers import RepVGGBlock
+from tools.analysis.model_zoo_table import parse_args as table_parse_args
+from tools.deploy.export_onnx import parse_args as export_parse_args
 from tools.analysis.model_zoo_table import (MARKERS, model_zoo_table,
                                             raccoon_twin,
                                             read_convergence_run, render,
@@ -229,10 +231,11 @@ def test_export_cli_padding_dynamic_batch_and_simplify(tmp_path):
     (['configs/rtdetr_r18vd_coco.py', '--out', 'x.onnx', '--check',
       'missing.jpg'], '--check image not found'),
 ])
-def test_export_cli_errors(argv, message):
-    done = run_tool('tools/deploy/export_onnx.py', *argv)
-    assert done.returncode == 2
-    assert message in done.stderr
+def test_export_cli_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        export_parse_args(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_export_rejects_old_opset(tmp_path):
@@ -390,10 +393,11 @@ def test_model_zoo_table_without_runs_has_no_run_columns():
     (['--configs', 'configs/missing.py'], 'config file not found'),
     (['--runs-dir', 'no/such/folder'], '--runs-dir folder not found'),
 ])
-def test_model_zoo_table_cli_errors(argv, message):
-    done = run_tool('tools/analysis/model_zoo_table.py', *argv)
-    assert done.returncode == 2
-    assert message in done.stderr
+def test_model_zoo_table_cli_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        table_parse_args(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_model_zoo_table_refuses_missing_out_folder(tmp_path):
