@@ -23,12 +23,12 @@ from rtdetr_zoo.deploy import (bgr_to_onnx_input, compare_detections,
                                create_ort_session, export_onnx, run_ort,
                                switch_to_deploy, torch_predict)
 from rtdetr_zoo.layers import RepVGGBlock
-from tools.analysis.model_zoo_table import parse_args as table_parse_args
-from tools.deploy.export_onnx import parse_args as export_parse_args
 from tools.analysis.model_zoo_table import (MARKERS, model_zoo_table,
                                             raccoon_twin,
                                             read_convergence_run, render,
                                             write_between_markers)
+from tools.analysis.model_zoo_table import parse_args as table_parse_args
+from tools.deploy.export_onnx import parse_args as export_parse_args
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 IMAGE = osp.join(REPO_ROOT, 'data', 'raccoon', 'images', 'raccoon-1.jpg')
