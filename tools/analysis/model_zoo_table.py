@@ -63,6 +63,7 @@ COLUMNS = ('config', 'backbone', 'params (M)', 'GFLOPs', 'eager (ms)',
 # The columns of the convergence runs, left out of a table made without
 # ``--runs-dir``.
 RUN_COLUMNS = ('raccoon mAP', 'raccoon AP50', 'train loss', 'run')
+
 # What the Ultralytics-based blog posts the variants come from (each
 # variant's page in docs/ names its post) print for a variant: parameter
 # counts of the whole 1-class model (Ultralytics GFLOPs count 2 per
@@ -85,6 +86,13 @@ ZOO_CONFIGS = (
 # the text between the markers is replaced, the rest kept.
 MARKERS = ('<!-- model_zoo_table: start -->', '<!-- model_zoo_table: end -->')
 LOG_TIME = re.compile(r'^(\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2})')
+
+
+def shown_columns(with_runs: bool) -> List[str]:
+    """:data:`COLUMNS`, without the :data:`RUN_COLUMNS` unless
+    ``with_runs``."""
+    return [column for column in COLUMNS
+            if with_runs or column not in RUN_COLUMNS]
 
 
 def raccoon_twin(config: str) -> str:
@@ -208,9 +216,9 @@ def format_row(row: dict, reference: dict, with_runs: bool = True) -> str:
         maps, ap50s, losses, done,
         BLOG_FIGURES.get(osp.basename(row['config']), '–')
     ]
+    by_column = dict(zip(COLUMNS, cells))
     return '| ' + ' | '.join(
-        cell for cell, column in zip(cells, COLUMNS)
-        if with_runs or column not in RUN_COLUMNS) + ' |'
+        by_column[column] for column in shown_columns(with_runs)) + ' |'
 
 
 def render(rows: List[dict], shape: Tuple[int, int],
@@ -220,8 +228,7 @@ def render(rows: List[dict], shape: Tuple[int, int],
     footnote."""
     height, width = shape
     fh, fw = flops_shape
-    columns = [column for column in COLUMNS
-               if runs_dir or column not in RUN_COLUMNS]
+    columns = shown_columns(bool(runs_dir))
     runs = (
         f'Raccoon columns: the run of the config\'s raccoon twin in '
         f'`{runs_dir}` (`bash tools/analysis/convergence_runs.sh '
